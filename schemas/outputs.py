@@ -1,0 +1,247 @@
+"""Output relations (CONTRACT.md section 3) and the DuckDB DDL derived from them.
+
+Every table is defined once here as a pyarrow schema; ``create_table_sql`` turns
+it into DuckDB DDL. The views are SQL over those tables, parameterised only by
+the fiscal-year start month.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.events import EVENT_TIME_TYPE
+from schemas.money import AMOUNT_TYPE, REPORTING_MONEY_TYPE
+from schemas.reference import REFERENCE_SCHEMAS
+
+ATTRIBUTION_STATUSES: tuple[str, ...] = (
+    "attributed",
+    "unknown_account",
+    "no_account_manager",
+    "no_territory",
+    "no_territory_manager",
+)
+
+MONEY_MEASURES: tuple[str, ...] = ("booked_revenue", "pipeline_created", "refunds")
+COUNT_MEASURES: tuple[str, ...] = ("won_deals", "lost_deals", "created_deals")
+MEASURES: tuple[str, ...] = (
+    "booked_revenue", "won_deals", "lost_deals", "created_deals", "pipeline_created", "refunds",
+)
+
+
+def _measure_fields() -> list[pa.Field]:
+    return [
+        pa.field(m, REPORTING_MONEY_TYPE if m in MONEY_MEASURES else pa.int64(), nullable=False)
+        for m in MEASURES
+    ]
+
+
+ATTRIBUTED_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("event_time", EVENT_TIME_TYPE, nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("deal_id", pa.string(), nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("amount", AMOUNT_TYPE, nullable=False),
+        pa.field("booked_revenue", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("pipeline_created", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("account_manager_id", pa.string(), nullable=False),
+        pa.field("territory_id", pa.string(), nullable=False),
+        pa.field("territory_manager_id", pa.string(), nullable=False),
+        pa.field("attribution_status", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        # Extensions beyond the contract's list: kept for reporting and for
+        # telling an identical repeat from a conflicting one across runs.
+        pa.field("stage", pa.string()),
+        pa.field("product", pa.string()),
+        pa.field("opportunity_owner_id", pa.string()),
+        pa.field("amount_reporting", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("refunds", REPORTING_MONEY_TYPE, nullable=False),
+    ]
+)
+
+TERRITORY_REVENUE_SCHEMA = pa.schema(
+    [pa.field("territory_id", pa.string(), nullable=False), pa.field("day", pa.date32(), nullable=False)]
+    + _measure_fields()
+)
+ACCOUNT_MANAGER_REVENUE_SCHEMA = pa.schema(
+    [
+        pa.field("account_manager_id", pa.string(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+    ]
+    + _measure_fields()
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+        pa.field("raw", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("quarantined_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+DQ_RESULTS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("suite", pa.string(), nullable=False),
+        pa.field("expectation", pa.string(), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("success", pa.bool_(), nullable=False),
+        pa.field("observed", pa.string()),
+        pa.field("checked_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "unbalanced", "failed_checks", "failed")
+
+PIPELINE_RUNS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("mode", pa.string(), nullable=False),
+        pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+        pa.field("input_records", pa.int64(), nullable=False),
+        pa.field("accepted", pa.int64(), nullable=False),
+        pa.field("duplicates", pa.int64(), nullable=False),
+        pa.field("quarantined", pa.int64(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+    ]
+)
+
+OUTPUT_TABLES: dict[str, pa.Schema] = {
+    "attributed_events": ATTRIBUTED_EVENTS_SCHEMA,
+    "territory_revenue": TERRITORY_REVENUE_SCHEMA,
+    "account_manager_revenue": ACCOUNT_MANAGER_REVENUE_SCHEMA,
+    "quarantine": QUARANTINE_SCHEMA,
+    "dq_results": DQ_RESULTS_SCHEMA,
+    "pipeline_runs": PIPELINE_RUNS_SCHEMA,
+}
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "attributed_events": ("event_id",),
+    "territory_revenue": ("territory_id", "day"),
+    "account_manager_revenue": ("account_manager_id", "day"),
+    "pipeline_runs": ("run_id",),
+}
+
+# The two parallel views: (table, key column).
+REVENUE_VIEWS: dict[str, str] = {
+    "territory_revenue": "territory_id",
+    "account_manager_revenue": "account_manager_id",
+}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB column type for a pyarrow type used in our schemas."""
+    if pa.types.is_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_date32(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({arrow_type.precision},{arrow_type.scale})"
+    raise TypeError(f"no DuckDB mapping for {arrow_type}")
+
+
+def create_table_sql(name: str, schema: pa.Schema, primary_key: tuple[str, ...] = ()) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` derived from a pyarrow schema."""
+    columns = [
+        f"{f.name} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
+    ]
+    if primary_key:
+        columns.append(f"PRIMARY KEY ({', '.join(primary_key)})")
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(columns) + "\n)"
+
+
+def output_ddl() -> list[str]:
+    """DDL for every output table (reference snapshots are replaced per run)."""
+    return [
+        create_table_sql(name, schema, PRIMARY_KEYS.get(name, ()))
+        for name, schema in OUTPUT_TABLES.items()
+    ]
+
+
+def reference_ddl() -> list[str]:
+    """DDL for the reference snapshot tables published next to the views."""
+    return [create_table_sql(name, schema) for name, schema in REFERENCE_SCHEMAS.items()]
+
+
+def _sum_measures(prefix: str = "") -> str:
+    return ", ".join(
+        f"SUM({prefix}{f.name})::{duckdb_type(f.type)} AS {f.name}" for f in _measure_fields()
+    )
+
+
+def _period_views(view: str, key: str, fiscal_year_start_month: int) -> list[str]:
+    """Monthly and fiscal-quarterly views of one revenue view.
+
+    The fiscal year is named by the calendar year in which it ends (FY2027 starts
+    in February 2026 when the fiscal year starts in February).
+    """
+    shift = (12 - (fiscal_year_start_month - 1)) % 12  # months to add to reach fiscal calendar
+    fiscal = f"(day + INTERVAL {shift} MONTH)" if shift else "day"
+    return [
+        f"""CREATE OR REPLACE VIEW {view}_monthly AS
+SELECT {key}, CAST(date_trunc('month', day) AS DATE) AS month, {_sum_measures()}
+FROM {view} GROUP BY ALL""",
+        f"""CREATE OR REPLACE VIEW {view}_quarterly AS
+SELECT {key},
+       CAST(year({fiscal}) AS INTEGER) AS fiscal_year,
+       CAST(quarter({fiscal}) AS INTEGER) AS fiscal_quarter,
+       CAST(date_trunc('quarter', {fiscal}) - INTERVAL {shift} MONTH AS DATE) AS quarter_start,
+       {_sum_measures()}
+FROM {view} GROUP BY ALL""",
+    ]
+
+
+def view_sql(fiscal_year_start_month: int = 1) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` statements for every derived relation."""
+    if not 1 <= fiscal_year_start_month <= 12:
+        raise ValueError(f"fiscal year start month must be 1..12, got {fiscal_year_start_month}")
+    rollup = f"""CREATE OR REPLACE VIEW territory_revenue_rollup AS
+WITH RECURSIVE ancestry(territory_id, ancestor_id, depth) AS (
+    SELECT territory_id, territory_id, 0 FROM territories
+    UNION ALL
+    SELECT a.territory_id, t.parent_territory_id, a.depth + 1
+    FROM ancestry a JOIN territories t ON t.territory_id = a.ancestor_id
+    WHERE t.parent_territory_id IS NOT NULL AND t.parent_territory_id <> '' AND a.depth < 64
+),
+leaf_to_ancestor AS (
+    SELECT DISTINCT territory_id, ancestor_id FROM ancestry
+    UNION ALL
+    -- Leaves absent from the tree (UNASSIGNED, or a rule naming an unknown
+    -- territory) still roll up into themselves, so nothing is lost.
+    SELECT DISTINCT r.territory_id, r.territory_id FROM territory_revenue r
+    WHERE r.territory_id NOT IN (SELECT territory_id FROM territories)
+)
+SELECT la.ancestor_id AS territory_id, r.day, {_sum_measures('r.')}
+FROM territory_revenue r JOIN leaf_to_ancestor la ON la.territory_id = r.territory_id
+GROUP BY ALL"""
+    reconciliation = """CREATE OR REPLACE VIEW reconciliation AS
+WITH e AS (SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day),
+     t AS (SELECT day, SUM(booked_revenue) AS total FROM territory_revenue GROUP BY day),
+     m AS (SELECT day, SUM(booked_revenue) AS total FROM account_manager_revenue GROUP BY day),
+     days AS (SELECT day FROM e UNION SELECT day FROM t UNION SELECT day FROM m)
+SELECT days.day,
+       COALESCE(e.total, 0)::DECIMAL(18,2) AS events_total,
+       COALESCE(t.total, 0)::DECIMAL(18,2) AS territory_total,
+       COALESCE(m.total, 0)::DECIMAL(18,2) AS account_manager_total,
+       (COALESCE(e.total, 0) = COALESCE(t.total, 0)
+        AND COALESCE(e.total, 0) = COALESCE(m.total, 0)) AS balanced
+FROM days LEFT JOIN e USING (day) LEFT JOIN t USING (day) LEFT JOIN m USING (day)"""
+    views = [rollup, reconciliation]
+    for view, key in REVENUE_VIEWS.items():
+        views.extend(_period_views(view, key, fiscal_year_start_month))
+    return views
