@@ -1,0 +1,115 @@
+"""The batch pipeline: read -> parse -> deduplicate -> convert -> enrich -> attribute
+-> aggregate -> stage, then publish. Wiring only: the work is in transforms/ and rules/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
+from pipelines.io.events_reader import expand_event_paths
+from pipelines.io.reference_loader import load_reference
+from pipelines.options import AttributionOptions
+from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.transforms._tables import QUARANTINE
+from pipelines.transforms.aggregate_views import AggregateViews
+from pipelines.transforms.attribute import Attribute
+from pipelines.transforms.convert_currency import ConvertCurrency
+from pipelines.transforms.deduplicate import DUPLICATES, Deduplicate, History
+from pipelines.transforms.enrich_as_of import EnrichAsOf
+from pipelines.transforms.parse_events import ParseEvents
+from pipelines.transforms.read_events import COUNTS, ReadEvents
+from pipelines.transforms.stage_output import StageOutput
+from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
+from schemas.rejects import REJECT_SCHEMA
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """What the graph needs besides the pipeline object."""
+
+    paths: list[str]
+    reference: dict[str, pa.Table]
+    staging: str
+    run_id: str
+    reporting_currency: str = "USD"
+    batch_rows: int = 65536
+    shards: int = 8
+    history: History | None = None
+
+
+def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollection]:
+    """Wire the steps; returns the staged PCollections by name (for tests)."""
+    reference = p | "Reference" >> beam.Create([s.reference])
+    reference_side = beam.pvalue.AsSingleton(reference)
+    index_side = beam.pvalue.AsSingleton(reference | "BuildIndex" >> beam.Map(EnrichmentIndex.build))
+
+    read = p | "ReadEvents" >> ReadEvents(s.paths, s.batch_rows)
+    parsed = read.records | "ParseEvents" >> ParseEvents()
+    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards)
+    converted = deduped.unique | "ConvertCurrency" >> ConvertCurrency(
+        reference_side, s.reporting_currency)
+    attributed = (
+        converted.converted
+        | "EnrichAsOf" >> EnrichAsOf(index_side)
+        | "Attribute" >> Attribute(s.run_id)
+    )
+    views = attributed | "AggregateViews" >> AggregateViews()
+    quarantine = (
+        parsed[QUARANTINE], deduped[QUARANTINE], converted[QUARANTINE]
+    ) | "GatherQuarantine" >> beam.Flatten()
+
+    staged = {
+        "inputs": read[COUNTS],
+        "attributed_events": attributed,
+        "duplicates": deduped[DUPLICATES],
+        "quarantine": quarantine,
+        **views,
+    }
+    schemas = {"attributed_events": ATTRIBUTED_EVENTS_SCHEMA, "quarantine": REJECT_SCHEMA}
+    for name, pcoll in staged.items():
+        pcoll | f"Stage_{name}" >> StageOutput(s.staging, name, schemas.get(name))
+    return staged
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = None) -> RunSummary:
+    """Run the batch pipeline and publish its outputs; returns the run summary."""
+    say = progress or (lambda _message: None)
+    options = PipelineOptions(argv)
+    opts = options.view_as(AttributionOptions)
+    started = dt.datetime.now(dt.UTC)
+    run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)
+
+    say("Listing event files")
+    paths = expand_event_paths(opts.events)
+    say("Loading reference data")
+    reference = load_reference(opts.reference)
+    db = Path(opts.db)
+    staging = Path(opts.staging_dir or db.parent / ".staging") / run_info.run_id
+    settings = GraphSettings(
+        paths=paths, reference=reference, staging=str(staging), run_id=run_info.run_id,
+        reporting_currency=opts.reporting_currency, batch_rows=opts.batch_rows,
+        shards=opts.shards, history=PublishedEvents(db),
+    )
+    try:
+        say(f"Running the pipeline on {len(paths)} file(s)")
+        with beam.Pipeline(options=options) as p:
+            build_graph(p, settings)
+        say("Publishing")
+        publisher = DuckDBPublisher(db, opts.fiscal_year_start_month)
+        return publisher.publish(staging, run_info, reference)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

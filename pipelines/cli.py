@@ -1,0 +1,136 @@
+"""``revattr``: flags, summaries and exit codes — nothing else.
+
+Exit codes: 0 done; 1 finished but unbalanced or a check failed; 2 bad usage or
+unreadable input (one line naming the file and what is wrong).
+Heavy imports (Beam, DuckDB) happen inside the verbs, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.errors import UserError
+
+EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="revattr",
+    help="Revenue attribution: CRM deal events -> territory and account-manager views in DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _quiet_libraries() -> None:
+    """Keep Beam's and GX's log chatter out of the CLI output."""
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("apache_beam", "great_expectations", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _fail(error: UserError) -> None:
+    err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Directory to write events/ and reference/ into.")],
+    events: Annotated[int, typer.Option(min=1, help="Number of events to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 42,
+    bad_rate: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="Share of deliberately bad records (every quarantine reason).")] = 0.0,
+    event_format: Annotated[str, typer.Option(
+        "--format", help="Event file format: jsonl or parquet.")] = "jsonl",
+) -> None:
+    """Write a deterministic sample data set that exercises every hard case."""
+    from pipelines.generate import generate_dataset
+
+    if event_format not in ("jsonl", "parquet"):
+        _fail(UserError(f"unknown format {event_format!r}", hint="use jsonl or parquet"))
+    started = time.perf_counter()
+    summary = generate_dataset(out, events=events, seed=seed, bad_rate=bad_rate,
+                               event_format=event_format)
+    console.print(
+        f"Wrote {summary.events_written:,} event records in {len(summary.files)} file(s) "
+        f"and the reference tables to {out} in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@app.command("run")
+def run_batch(
+    events: Annotated[str, typer.Option(help="Glob or directory of .jsonl/.csv/.parquet files.")],
+    reference: Annotated[Path, typer.Option(help="Directory with the seven reference tables.")],
+    db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
+    reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
+    fiscal_year_start_month: Annotated[int, typer.Option(
+        min=1, max=12, help="First month of the fiscal year (quarterly views).")] = 1,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows per Arrow batch.")] = 65536,
+    runner: Annotated[str, typer.Option(help="Beam runner.")] = "DirectRunner",
+    beam_args: Annotated[list[str] | None, typer.Argument(
+        help="Extra Beam pipeline options after --, e.g. -- --direct_num_workers=2")] = None,
+) -> None:
+    """Run the batch pipeline over event files and publish into DuckDB."""
+    _quiet_libraries()
+    from pipelines.batch import run
+
+    argv = [
+        f"--events={events}", f"--reference={reference}", f"--db={db}",
+        f"--reporting_currency={reporting_currency}",
+        f"--fiscal_year_start_month={fiscal_year_start_month}",
+        f"--batch_rows={batch_rows}", f"--runner={runner}", *(beam_args or []),
+    ]
+    started = time.perf_counter()
+    try:
+        with console.status("Starting", spinner="dots") as status:
+            def progress(message: str) -> None:
+                status.update(f"{message} … ({time.perf_counter() - started:.0f}s)")
+            summary = run(argv, progress=progress)
+    except UserError as error:
+        _fail(error)
+    _print_summary(summary, db, time.perf_counter() - started)
+    raise typer.Exit(EXIT_OK if summary.status == "succeeded" else EXIT_CHECKS)
+
+
+def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (RunSummary)
+    table = Table(title=f"revattr run {summary.run_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("events in", f"{summary.input_records:,}")
+    table.add_row("accepted", f"{summary.accepted:,}")
+    table.add_row("duplicates", f"{summary.duplicates:,}")
+    table.add_row("quarantined", f"{summary.quarantined:,}")
+    for reason, count in sorted(summary.quarantined_by_reason.items()):
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("booked revenue (this run)", f"{summary.booked_revenue:,.2f}")
+    table.add_row("balanced", "yes" if summary.balanced else
+                  f"NO: {len(summary.unbalanced_days)} day(s), first {summary.unbalanced_days[0]}")
+    for expectation, severity, success, observed in summary.checks:
+        table.add_row(f"check {expectation}", ("ok" if success else f"FAILED ({severity})"))
+    table.add_row("status", summary.status)
+    table.add_row("time", f"{seconds:.1f}s")
+    table.add_row("output", str(db))
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:  # raised outside a verb's own handling
+        err_console.print(f"error: {error}")
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Publish one run's staged outputs into the DuckDB database, in one transaction.
+
+New facts are inserted, view deltas are upserted (summed into existing
+(key, day) rows, so late data for published days adds up), the quarantine and
+the run row are appended. Before committing, the touched days must reconcile
+and every input record must be accounted for; otherwise the transaction is
+rolled back, the previous published state stays intact, and only the run row
+(and its check results) record what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.errors import UserError
+from pipelines.io.staging import part_files
+from schemas.events import PAYLOAD_FIELDS
+from schemas.outputs import (
+    MEASURES,
+    REVENUE_VIEWS,
+    output_ddl,
+    reference_ddl,
+    view_sql,
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    mode: str
+    started_at: dt.datetime
+
+
+@dataclass
+class RunSummary:
+    """What a run did: the figures of its ``pipeline_runs`` row and more."""
+
+    run_id: str
+    status: str
+    input_records: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    booked_revenue: Decimal = Decimal("0.00")
+    unbalanced_days: list[dt.date] = field(default_factory=list)
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced_days
+
+
+def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database, turning a lock conflict into a message that says what to do."""
+    try:
+        return duckdb.connect(str(db_path), read_only=read_only)
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            raise UserError(
+                "the database is locked by another process",
+                where=str(db_path),
+                hint="close the other writer or BI connection and run again",
+            ) from error
+        raise UserError(f"cannot open the database: {error}", where=str(db_path)) from error
+
+
+class PublishedEvents:
+    """Looks up already published events by id, for cross-run deduplication."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = str(db_path)
+
+    def lookup(self, event_ids: pa.Array) -> pa.Table | None:
+        """Published ``event_id`` + payload fields of these ids; None if nothing is published."""
+        if not Path(self.db_path).exists():
+            return None
+        con = connect(self.db_path, read_only=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            if "attributed_events" not in tables:
+                return None
+            wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
+            columns = ", ".join(f"e.{c}" for c in ("event_id", *PAYLOAD_FIELDS))
+            return con.execute(
+                f"SELECT {columns} FROM attributed_events e "
+                "WHERE e.event_id IN (SELECT event_id FROM wanted)"
+            ).to_arrow_table()
+        finally:
+            con.close()
+
+
+def _parquet(files: list[str]) -> str:
+    return "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+
+
+class DuckDBPublisher:
+    """Applies staged run outputs to ``db_path``."""
+
+    def __init__(self, db_path: str | Path, fiscal_year_start_month: int = 1) -> None:
+        self.db_path = Path(db_path)
+        self.fiscal_year_start_month = fiscal_year_start_month
+
+    def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        for statement in output_ddl() + reference_ddl():
+            con.execute(statement)
+        for statement in view_sql(self.fiscal_year_start_month):
+            con.execute(statement)
+
+    def publish(
+        self, staging: str | Path, run: RunInfo, reference: dict[str, pa.Table]
+    ) -> RunSummary:
+        """Apply the run's staged outputs atomically and return its summary."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        con = connect(self.db_path)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            self.ensure_schema(con)
+            summary = self._count(con, staging, run)
+            self._replace_reference(con, reference)
+            touched_days = self._apply(con, staging, run)
+            summary.unbalanced_days = self._unbalanced_days(con, touched_days)
+            summary.booked_revenue = self._booked_revenue(con, staging)
+            self._check(summary)
+            if summary.status == "succeeded":
+                self._record_run(con, run, summary)
+                con.execute("COMMIT")
+            else:
+                con.execute("ROLLBACK")
+                con.execute("BEGIN TRANSACTION")
+                self.ensure_schema(con)
+                self._record_run(con, run, summary)
+                con.execute("COMMIT")
+            return summary
+        finally:
+            con.close()  # an uncommitted transaction is rolled back here
+
+    # -- steps -------------------------------------------------------------
+    def _count(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> RunSummary:
+        def rows(name: str) -> int:
+            files = part_files(staging, name)
+            return con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchone()[0] if files else 0
+
+        inputs = part_files(staging, "inputs")
+        input_records = (
+            con.execute(f"SELECT coalesce(sum(records), 0) FROM {_parquet(inputs)}").fetchone()[0]
+            if inputs else 0
+        )
+        quarantine = part_files(staging, "quarantine")
+        by_reason = dict(
+            con.execute(
+                f"SELECT reason, count(*) FROM {_parquet(quarantine)} GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        ) if quarantine else {}
+        return RunSummary(
+            run_id=run.run_id,
+            status="succeeded",
+            input_records=int(input_records),
+            accepted=rows("attributed_events"),
+            duplicates=rows("duplicates"),
+            quarantined=sum(by_reason.values()),
+            quarantined_by_reason=by_reason,
+        )
+
+    def _replace_reference(self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]) -> None:
+        for name, table in reference.items():
+            con.register("_reference_snapshot", table)
+            con.execute(f"DELETE FROM {name}")
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
+            con.unregister("_reference_snapshot")
+
+    def _apply(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> list[dt.date]:
+        facts = part_files(staging, "attributed_events")
+        touched: list[dt.date] = []
+        if facts:
+            try:
+                con.execute(f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
+            except duckdb.ConstraintException as error:
+                raise UserError(
+                    "an event of this run was published concurrently by another run",
+                    where=str(self.db_path),
+                    hint="run again: already published events are then counted as duplicates",
+                ) from error
+            touched = [r[0] for r in con.execute(
+                f"SELECT DISTINCT day FROM {_parquet(facts)} ORDER BY day").fetchall()]
+        for view, key in REVENUE_VIEWS.items():
+            parts = part_files(staging, view)
+            if not parts:
+                continue
+            sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
+            updates = ", ".join(f"{m} = {view}.{m} + excluded.{m}" for m in MEASURES)
+            # Summing first: ON CONFLICT drops repeated keys within one statement.
+            con.execute(
+                f"INSERT INTO {view} SELECT {key}, day, {sums} FROM {_parquet(parts)} "
+                f"GROUP BY {key}, day ON CONFLICT ({key}, day) DO UPDATE SET {updates}"
+            )
+        quarantine = part_files(staging, "quarantine")
+        if quarantine:
+            # Idempotent: a record quarantined by an earlier run is not added again.
+            con.execute(
+                f"""INSERT INTO quarantine
+                SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
+                FROM {_parquet(quarantine)} q
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM quarantine o WHERE o.source = q.source
+                    AND o.position = q.position AND o.reason = q.reason
+                    AND o.raw IS NOT DISTINCT FROM q.raw)""",
+                [run.run_id],
+            )
+        return touched
+
+    def _unbalanced_days(self, con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> list[dt.date]:
+        if not days:
+            return []
+        touched = pa.table({"day": pa.array(days, pa.date32())})  # noqa: F841 (scanned by DuckDB)
+        return [r[0] for r in con.execute(
+            "SELECT day FROM reconciliation WHERE day IN (SELECT day FROM touched) AND NOT balanced "
+            "ORDER BY day").fetchall()]
+
+    def _booked_revenue(self, con: duckdb.DuckDBPyConnection, staging: str | Path) -> Decimal:
+        facts = part_files(staging, "attributed_events")
+        if not facts:
+            return Decimal("0.00")
+        value = con.execute(f"SELECT sum(booked_revenue) FROM {_parquet(facts)}").fetchone()[0]
+        return Decimal(value or 0).quantize(Decimal("0.01"))
+
+    def _check(self, summary: RunSummary) -> None:
+        accounted = summary.accepted + summary.duplicates + summary.quarantined
+        accounted_ok = accounted == summary.input_records
+        summary.checks = [
+            ("input_records_accounted_for", "critical", accounted_ok,
+             f"input {summary.input_records} = accepted {summary.accepted} + duplicates "
+             f"{summary.duplicates} + quarantined {summary.quarantined} ({accounted})"),
+            ("touched_days_balanced", "critical", summary.balanced,
+             f"{len(summary.unbalanced_days)} unbalanced day(s)"
+             + (f", first {summary.unbalanced_days[0]}" if summary.unbalanced_days else "")),
+        ]
+        if not accounted_ok:
+            summary.status = "failed_checks"
+        elif not summary.balanced:
+            summary.status = "unbalanced"
+
+    def _record_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary) -> None:
+        con.execute(
+            "INSERT INTO pipeline_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?)",
+            [run.run_id, run.mode, run.started_at, summary.input_records, summary.accepted,
+             summary.duplicates, summary.quarantined, summary.status],
+        )
+        for expectation, severity, success, observed in summary.checks:
+            con.execute(
+                "INSERT INTO dq_results VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now())",
+                [run.run_id, expectation, severity, success, observed],
+            )

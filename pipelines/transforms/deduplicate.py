@@ -1,0 +1,69 @@
+"""Deduplicate: one copy per event_id, within the run and against published history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+
+from pipelines.rules.dedupe import deduplicate, shard_of
+from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
+
+DUPLICATES = "duplicates"
+
+
+class History(Protocol):
+    """Where already published events are looked up (DuckDB locally)."""
+
+    def lookup(self, event_ids: pa.Array) -> pa.Table | None: ...
+
+
+def _split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
+    shard = shard_of(events["event_id"], shards)
+    for value in np.unique(shard):
+        yield int(value), events.filter(pa.array(shard == value))
+
+
+class _DeduplicateShard(beam.DoFn):
+    """(shard, [event tables]) -> unique events; duplicates and conflicts tagged."""
+
+    def __init__(self, history: History | None) -> None:
+        self.history = history
+        self.duplicates = Metrics.counter(self.__class__, "duplicates")
+        self.conflicts = Metrics.counter(self.__class__, "conflicting_duplicates")
+
+    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[pa.Table]:
+        _, tables = element
+        events = pa.concat_tables(list(tables))
+        published = None
+        if self.history is not None:
+            published = self.history.lookup(pc.unique(events["event_id"]))
+        result = deduplicate(events, published)
+        self.duplicates.inc(result.duplicates.num_rows)
+        self.conflicts.inc(result.conflicts.num_rows)
+        yield from non_empty(result.unique)
+        yield from tagged(DUPLICATES, result.duplicates)
+        yield from tagged(QUARANTINE, result.conflicts)
+
+
+class Deduplicate(beam.PTransform):
+    """Co-locate every copy of an event_id (by a stable hash shard), then dedupe."""
+
+    def __init__(self, history: History | None = None, shards: int = 8) -> None:
+        super().__init__()
+        self.history = history
+        self.shards = shards
+
+    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return (
+            events
+            | "ShardByEventId" >> beam.FlatMap(_split_by_shard, self.shards)
+            | "GatherShard" >> beam.GroupByKey()
+            | "DropRepeats" >> beam.ParDo(_DeduplicateShard(self.history)).with_outputs(
+                DUPLICATES, QUARANTINE, main="unique")
+        )
