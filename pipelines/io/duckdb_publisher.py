@@ -88,12 +88,17 @@ class PublishedEvents:
                 return None
             wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
             columns = ", ".join(f"e.{c}" for c in ("event_id", *PAYLOAD_FIELDS))
-            return con.execute(
+            return con.sql(
                 f"SELECT {columns} FROM attributed_events e "
                 "WHERE e.event_id IN (SELECT event_id FROM wanted)"
             ).to_arrow_table()
         finally:
             con.close()
+
+
+def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> None:
+    """Run a statement and consume its result (DuckDB 2 refuses new work until then)."""
+    con.execute(sql, params).fetchall()
 
 
 def _parquet(files: list[str]) -> str:
@@ -109,9 +114,9 @@ class DuckDBPublisher:
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         for statement in output_ddl() + reference_ddl():
-            con.execute(statement)
+            _exec(con, statement)
         for statement in view_sql(self.fiscal_year_start_month):
-            con.execute(statement)
+            _exec(con, statement)
 
     def publish(
         self, staging: str | Path, run: RunInfo, reference: dict[str, pa.Table]
@@ -120,7 +125,7 @@ class DuckDBPublisher:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         con = connect(self.db_path)
         try:
-            con.execute("BEGIN TRANSACTION")
+            _exec(con, "BEGIN TRANSACTION")
             self.ensure_schema(con)
             summary = self._count(con, staging, run)
             self._replace_reference(con, reference)
@@ -130,13 +135,13 @@ class DuckDBPublisher:
             self._check(summary)
             if summary.status == "succeeded":
                 self._record_run(con, run, summary)
-                con.execute("COMMIT")
+                _exec(con, "COMMIT")
             else:
-                con.execute("ROLLBACK")
-                con.execute("BEGIN TRANSACTION")
+                _exec(con, "ROLLBACK")
+                _exec(con, "BEGIN TRANSACTION")
                 self.ensure_schema(con)
                 self._record_run(con, run, summary)
-                con.execute("COMMIT")
+                _exec(con, "COMMIT")
             return summary
         finally:
             con.close()  # an uncommitted transaction is rolled back here
@@ -145,11 +150,11 @@ class DuckDBPublisher:
     def _count(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> RunSummary:
         def rows(name: str) -> int:
             files = part_files(staging, name)
-            return con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchone()[0] if files else 0
+            return con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchall()[0][0] if files else 0
 
         inputs = part_files(staging, "inputs")
         input_records = (
-            con.execute(f"SELECT coalesce(sum(records), 0) FROM {_parquet(inputs)}").fetchone()[0]
+            con.execute(f"SELECT coalesce(sum(records), 0) FROM {_parquet(inputs)}").fetchall()[0][0]
             if inputs else 0
         )
         quarantine = part_files(staging, "quarantine")
@@ -171,8 +176,8 @@ class DuckDBPublisher:
     def _replace_reference(self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]) -> None:
         for name, table in reference.items():
             con.register("_reference_snapshot", table)
-            con.execute(f"DELETE FROM {name}")
-            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
+            _exec(con, f"DELETE FROM {name}")
+            _exec(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
             con.unregister("_reference_snapshot")
 
     def _apply(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> list[dt.date]:
@@ -180,7 +185,7 @@ class DuckDBPublisher:
         touched: list[dt.date] = []
         if facts:
             try:
-                con.execute(f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
+                _exec(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
             except duckdb.ConstraintException as error:
                 raise UserError(
                     "an event of this run was published concurrently by another run",
@@ -196,14 +201,14 @@ class DuckDBPublisher:
             sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
             updates = ", ".join(f"{m} = {view}.{m} + excluded.{m}" for m in MEASURES)
             # Summing first: ON CONFLICT drops repeated keys within one statement.
-            con.execute(
+            _exec(con, 
                 f"INSERT INTO {view} SELECT {key}, day, {sums} FROM {_parquet(parts)} "
                 f"GROUP BY {key}, day ON CONFLICT ({key}, day) DO UPDATE SET {updates}"
             )
         quarantine = part_files(staging, "quarantine")
         if quarantine:
             # Idempotent: a record quarantined by an earlier run is not added again.
-            con.execute(
+            _exec(con, 
                 f"""INSERT INTO quarantine
                 SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
                 FROM {_parquet(quarantine)} q
@@ -227,7 +232,7 @@ class DuckDBPublisher:
         facts = part_files(staging, "attributed_events")
         if not facts:
             return Decimal("0.00")
-        value = con.execute(f"SELECT sum(booked_revenue) FROM {_parquet(facts)}").fetchone()[0]
+        value = con.execute(f"SELECT sum(booked_revenue) FROM {_parquet(facts)}").fetchall()[0][0]
         return Decimal(value or 0).quantize(Decimal("0.01"))
 
     def _check(self, summary: RunSummary) -> None:
@@ -247,13 +252,13 @@ class DuckDBPublisher:
             summary.status = "unbalanced"
 
     def _record_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary) -> None:
-        con.execute(
+        _exec(con, 
             "INSERT INTO pipeline_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?)",
             [run.run_id, run.mode, run.started_at, summary.input_records, summary.accepted,
              summary.duplicates, summary.quarantined, summary.status],
         )
         for expectation, severity, success, observed in summary.checks:
-            con.execute(
+            _exec(con, 
                 "INSERT INTO dq_results VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now())",
                 [run.run_id, expectation, severity, success, observed],
             )

@@ -38,14 +38,16 @@ def apply_effects(events: pa.Table) -> pa.Table:
     """Append ``day`` (UTC date) and the six measures to converted, enriched events.
 
     Needs ``event_type``, ``event_time`` and ``amount_reporting``. Money columns are
-    ``amount_reporting`` times -1, 0 or +1: exact, no rounding.
+    ``amount_reporting``, its negation or zero: exact, no rounding.
     """
     amount = events["amount_reporting"]
     out = events.append_column("day", pc.cast(events["event_time"], pa.date32()))
     for position, column in enumerate(_COLUMNS):
         coefficient = _coefficients(events["event_type"], position)
         if column in _MONEY:
-            value = pc.multiply(amount, pc.cast(coefficient, pa.decimal128(1, 0)))
+            zero = pa.scalar(0, REPORTING_MONEY_TYPE)
+            value = pc.if_else(pc.equal(coefficient, 1), amount,
+                               pc.if_else(pc.equal(coefficient, -1), pc.negate(amount), zero))
             value = pc.cast(value, REPORTING_MONEY_TYPE)
         else:
             value = coefficient
