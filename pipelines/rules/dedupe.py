@@ -109,12 +109,14 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     parts = [incoming]
     if published is not None and published.num_rows:
         n = published.num_rows
-        parts.insert(0, published.select(["event_id", *PAYLOAD_FIELDS]).cast(
-            incoming.select(["event_id", *PAYLOAD_FIELDS]).schema
-        ).append_column("source", pa.repeat(pa.scalar(PUBLISHED_SOURCE), n))
-         .append_column("position", pa.repeat(pa.scalar(0, pa.int64()), n))
-         .append_column("origin", pa.repeat(pa.scalar(0, pa.int8()), n))
-         .append_column("row", pa.repeat(pa.scalar(-1, pa.int64()), n)))
+        known = (
+            published.select(["event_id", *PAYLOAD_FIELDS])
+            .append_column("source", pa.repeat(pa.scalar(PUBLISHED_SOURCE), n))
+            .append_column("position", pa.repeat(pa.scalar(0, pa.int64()), n))
+            .append_column("origin", pa.repeat(pa.scalar(0, pa.int8()), n))
+            .append_column("row", pa.repeat(pa.scalar(-1, pa.int64()), n))
+        )
+        parts.insert(0, known.cast(incoming.schema))
     combined = pa.concat_tables(parts).combine_chunks()
     order = pc.sort_indices(
         combined,

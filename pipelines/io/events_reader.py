@@ -1,0 +1,772 @@
+"""Event files (JSONL, CSV, Parquet) -> ``RAW_EVENT_SCHEMA`` record batches.
+
+Every batch this module yields has exactly ``schemas.events.RAW_EVENT_SCHEMA``:
+the contract fields as strings (JSON ``null``, a missing key, a missing column
+or an empty CSV cell are all null), ``source`` (the path as given),
+``position``, ``raw`` and ``reason``/``detail``. Typing and the contract rules
+are left to ``pipelines.rules.validate``; this layer only says whether a record
+could be *read*:
+
+* ``malformed``: not valid JSON, not a JSON object, a field given twice, a CSV
+  row with the wrong number of fields.
+* ``bad_type``: a contract field holding a non-string JSON value
+  (``"deal_id": 123``, an object, an array, a boolean). ``amount`` may be a JSON
+  number: it is kept as the exact text of the number, never through a float.
+
+``position`` is 1-based: the line number for JSONL; the line on which the record
+starts for CSV (the header is line 1, so the first data row is usually 2); the
+row number for Parquet. Blank (empty or whitespace-only) lines are not records:
+they are skipped but still counted, so positions stay file line numbers.
+
+``raw`` is the line text (without its line terminator) for JSONL. For CSV it is
+rebuilt from the parsed cells (all columns of the header, RFC 4180 quoting), so
+it is equivalent to, not byte-identical with, the original row; rows with the
+wrong number of fields keep their original text. Parquet has no text form:
+``raw`` is null.
+
+A file that cannot be read at all (missing, unreadable, not UTF-8, corrupt
+Parquet) raises ``pipelines.errors.UserError``.
+
+JSONL design (the hot path): the file is read in byte chunks ending on a
+newline; lines are found with numpy and never visited one by one in Python.
+Each run of up to ``batch_rows`` lines is parsed by a single
+``pyarrow.json.read_json`` call with an all-string schema. When that call fails
+(a bad line somewhere) the run is bisected until the failing lines are
+isolated; pieces of at most 32 lines are classified line by line with
+``json.loads``, so a few bad lines cost a few extra parses, not a Python loop
+over the file. When a file carries ``amount`` as JSON numbers, a vectorised
+regex turns ``"amount": 12.50`` into ``"amount": "12.50"`` before parsing
+(enabled for the rest of the file the first time Arrow reports a numeric
+amount, so files with string amounts never pay for it).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from pipelines.errors import UserError
+from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+FORMATS: dict[str, str] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # one object per line, like .jsonl (not a JSON array)
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+SUPPORTED = ", ".join(sorted(FORMATS))
+
+_FIELD_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in EVENT_FIELDS])
+_FIELD_SET = frozenset(EVENT_FIELDS)
+
+# JSONL tuning.
+_FIRST_READ = 4 << 20  # bytes of the first read; later reads aim at batch_rows lines
+_MIN_READ = 1 << 20
+_MAX_READ = 256 << 20  # well under the 2 GiB limit of int32 string offsets
+_LINE_BY_LINE = 32  # bisection stops at this many lines and classifies each one
+_AMOUNT_NUMBER = (
+    r'("amount"[ \t]*:[ \t]*)'
+    r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    r"([ \t]*[,}])"
+)
+_AMOUNT_QUOTED = r'\1"\2"\3'
+_NUMERIC_AMOUNT_ERROR = "Column(/amount) changed from string to number"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_CSV_SCAN_CHUNK = 16 << 20  # bytes per step of the CSV line-number scan
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def expand_event_paths(pattern: str) -> list[str]:
+    """The event files named by ``pattern``, sorted.
+
+    ``pattern`` is a file, a directory (every supported file directly in it,
+    hidden files excepted) or a glob (``**`` recurses). Globs and directories
+    keep only supported extensions; a file named explicitly must have one.
+    """
+    expanded = os.path.expanduser(pattern)
+    hint = f"give a file, a directory or a glob of {SUPPORTED} files"
+    if os.path.isdir(expanded):
+        candidates = [
+            os.path.join(expanded, name)
+            for name in os.listdir(expanded)
+            if not name.startswith((".", "_"))
+        ]
+    elif os.path.isfile(expanded):
+        if _format_of(expanded) is None:
+            raise UserError(
+                f"unsupported event file type (expected {SUPPORTED})", where=pattern, hint=hint
+            )
+        return [expanded]
+    else:
+        candidates = glob.glob(expanded, recursive=True)
+    paths = sorted({p for p in candidates if os.path.isfile(p) and _format_of(p) is not None})
+    if not paths:
+        raise UserError(f"no event files match {pattern!r}", hint=hint)
+    return paths
+
+
+def _format_of(path: str) -> str | None:
+    return FORMATS.get(os.path.splitext(path)[1].lower())
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def iter_raw_batches(
+    path: str, batch_rows: int = 65536, *, use_threads: bool = True
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_rows`` rows in ``RAW_EVENT_SCHEMA``.
+
+    The format is chosen by extension (``.jsonl``/``.ndjson``/``.json``,
+    ``.csv``, ``.parquet``). Records come out in file order. ``use_threads``
+    lets Arrow parse a JSONL batch on several cores (its shared CPU pool).
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+    fmt = _format_of(path)
+    if fmt is None:
+        raise UserError(
+            f"unsupported event file type (expected {SUPPORTED})", where=path,
+            hint="rename the file or convert it to JSONL, CSV or Parquet",
+        )
+    if fmt == "jsonl":
+        yield from _JsonlReader(path, batch_rows, use_threads).batches()
+    elif fmt == "csv":
+        yield from _iter_csv(path, batch_rows)
+    else:
+        yield from _iter_parquet(path, batch_rows)
+
+
+def _unreadable(path: str, exc: BaseException) -> UserError:
+    if isinstance(exc, FileNotFoundError):
+        return UserError("event file not found", where=path, hint="check the events path")
+    if isinstance(exc, PermissionError):
+        return UserError("event file is not readable (permission denied)", where=path,
+                         hint="check the file's permissions")
+    if isinstance(exc, IsADirectoryError):
+        return UserError("expected an event file, found a directory", where=path,
+                         hint="pass the directory as the events pattern instead")
+    reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [repr(exc)])[0]
+    return UserError(f"cannot read event file: {reason}", where=path,
+                     hint="check that the file exists and is readable")
+
+
+def _open(path: str):
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+# --------------------------------------------------------------------------- batch assembly
+
+
+def _assemble(
+    fields: dict[str, pa.Array],
+    n: int,
+    source: str,
+    positions: np.ndarray | pa.Array,
+    raw: pa.Array | None,
+    reason: pa.Array | None = None,
+    detail: pa.Array | None = None,
+) -> pa.RecordBatch:
+    """One RAW_EVENT_SCHEMA batch; absent fields become null columns."""
+    null = pa.nulls(n, pa.string())
+    columns = [fields.get(name, null) for name in EVENT_FIELDS]
+    columns += [
+        pa.repeat(pa.scalar(source, pa.string()), n),
+        pa.array(positions, pa.int64()),
+        null if raw is None else raw,
+        null if reason is None else reason,
+        null if detail is None else detail,
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=RAW_EVENT_SCHEMA)
+
+
+def _string_array(data: pa.Buffer, offsets: np.ndarray) -> pa.StringArray:
+    """A zero-copy string array over ``data`` with int32 ``offsets``."""
+    return pa.StringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32, copy=False)), data
+    )
+
+
+# --------------------------------------------------------------------------- JSONL
+
+
+@dataclass
+class _Line:
+    """A record the vectorised parse could not take: reason, detail, or fields."""
+
+    fields: dict[str, str | None] | None
+    reason: str | None = None
+    detail: str | None = None
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number",
+               float: "a number"}
+
+
+class _JsonlReader:
+    def __init__(self, path: str, batch_rows: int, use_threads: bool = True) -> None:
+        self.path = path
+        self.batch_rows = batch_rows
+        self.use_threads = use_threads
+        self.quote_amounts = False  # set once Arrow reports a numeric amount in this file
+        self.block_size = 1 << 20
+
+    # ---- reading
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        lines_before = 0
+        read_size = _FIRST_READ
+        with _open(self.path) as handle:
+            try:
+                if handle.read(len(_UTF8_BOM)) != _UTF8_BOM:
+                    handle.seek(0)
+                eof = False
+                while not eof:
+                    block = handle.read(read_size)
+                    if not block:
+                        break
+                    while len(block) < read_size:  # a short read: is it the end of file?
+                        more = handle.read(read_size - len(block))
+                        if not more:
+                            eof = True
+                            break
+                        block += more
+                    # Whole lines only: the partial last line is read again next time
+                    # (a seek back instead of a copy of the block).
+                    cut = block.rfind(b"\n") + 1
+                    if eof and cut < len(block):
+                        block, cut = block + b"\n", len(block) + 1
+                    elif cut == 0:  # one line longer than the read: read more at once
+                        handle.seek(-len(block), os.SEEK_CUR)
+                        read_size *= 2
+                        continue
+                    elif cut < len(block):
+                        handle.seek(cut - len(block), os.SEEK_CUR)
+                    n_lines = yield from self._chunk(block, cut, lines_before)
+                    read_size = int(min(_MAX_READ, max(_MIN_READ, read_size,
+                                                       cut / max(n_lines, 1) * self.batch_rows)))
+                    lines_before += n_lines
+            except OSError as exc:
+                raise _unreadable(self.path, exc) from None
+
+    def _chunk(self, buf: bytes, cut: int, lines_before: int):
+        """Parse the complete lines in ``buf[:cut]``; yields batches, returns the line count.
+
+        Bytes after ``cut`` (the next chunk's first partial line) are ignored.
+        """
+        if buf.find(b"\r", 0, cut) >= 0:
+            buf = buf[:cut].replace(b"\r\n", b"\n")
+            cut = len(buf)
+        whole = self._check_utf8(buf, cut, lines_before)
+        # One vectorised split gives every line's text (without "\n") and offsets.
+        lines = pc.split_pattern(whole, "\n").values
+        lines = lines.slice(0, len(lines) - 1)  # the empty string after the final "\n"
+        n_lines = len(lines)
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[
+            lines.offset:lines.offset + n_lines + 1]
+        lengths = np.diff(offsets)
+        index = np.arange(n_lines, dtype=np.int64)
+        starts = offsets[:-1] + index  # in buf: each removed "\n" shifts by one
+        ends = offsets[1:] + index  # each line's "\n" in buf
+        keep = lengths > 0
+        # Whitespace-only lines are blank too; candidates start with a space or tab.
+        data = np.frombuffer(buf, dtype=np.uint8, count=cut)
+        maybe_blank = np.flatnonzero(keep & np.isin(data[np.minimum(starts, cut - 1)],
+                                                    (9, 13, 32)))
+        for i in maybe_blank:
+            if not buf[starts[i]:ends[i]].strip(b" \t\r"):
+                keep[i] = False
+        kept = np.flatnonzero(keep)
+        if len(kept) == 0:
+            return n_lines
+        if lengths.max() * 2 + 2 > self.block_size:
+            self.block_size = int(lengths.max() * 2 + 2)
+
+        # raw, zero-copy over the split's data: blank lines are empty strings, so the
+        # kept lines' offsets stay contiguous once they are dropped.
+        if len(maybe_blank) and not np.all(keep[lengths > 0]):  # whitespace-only lines
+            raw_all = lines.filter(pa.array(keep))
+        else:
+            raw_offsets = np.append(offsets[kept], offsets[kept[-1] + 1])
+            raw_all = _string_array(lines.buffers()[2], raw_offsets)
+
+        pybuf = pa.py_buffer(buf)
+        for lo in range(0, len(kept), self.batch_rows):
+            piece = kept[lo:lo + self.batch_rows]
+            raw = raw_all.slice(lo, len(piece))
+            positions = piece + (lines_before + 1)
+            yield self._piece(pybuf, starts, ends, piece, raw, positions)
+        return n_lines
+
+    def _check_utf8(self, buf: bytes, cut: int, lines_before: int) -> pa.StringArray:
+        """``buf[:cut]`` as a one-element string array; UserError if not UTF-8."""
+        whole = _string_array(pa.py_buffer(buf), np.array([0, cut], dtype=np.int32))
+        try:
+            whole.validate(full=True)
+            return whole
+        except pa.ArrowInvalid:
+            try:
+                buf[:cut].decode("utf-8")
+                bad = 0
+            except UnicodeDecodeError as exc:
+                bad = exc.start
+            line = lines_before + buf.count(b"\n", 0, bad) + 1
+            raise UserError(
+                "event file is not valid UTF-8", where=f"{self.path}:{line}",
+                hint="re-encode the file as UTF-8",
+            ) from None
+
+    # ---- parsing
+
+    def _piece(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+               piece: np.ndarray, raw: pa.Array, positions: np.ndarray) -> pa.RecordBatch:
+        """One output batch for the kept lines ``piece`` (indices into starts/ends)."""
+        n = len(piece)
+        table = self._parse(pybuf, starts, ends, piece)
+        if table is not None:
+            fields = {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}
+            return _assemble(fields, n, self.path, positions, raw)
+        # Something in the piece is bad: isolate it. Segments come back in order.
+        segments = self._bisect(pybuf, starts, ends, piece, raw)
+        parts: dict[str, list[pa.Array]] = {name: [] for name in EVENT_FIELDS}
+        reasons: list[pa.Array] = []
+        details: list[pa.Array] = []
+        for segment in segments:
+            if isinstance(segment, pa.Table):
+                for name in EVENT_FIELDS:
+                    parts[name].extend(segment.column(name).chunks)
+                reasons.append(pa.nulls(segment.num_rows, pa.string()))
+                details.append(pa.nulls(segment.num_rows, pa.string()))
+            else:
+                for name in EVENT_FIELDS:
+                    parts[name].append(pa.array(
+                        [None if line.fields is None else line.fields.get(name)
+                         for line in segment], pa.string()))
+                reasons.append(pa.array([line.reason for line in segment], pa.string()))
+                details.append(pa.array([line.detail for line in segment], pa.string()))
+        fields = {name: pa.concat_arrays(chunks) for name, chunks in parts.items()}
+        return _assemble(fields, n, self.path, positions, raw,
+                         pa.concat_arrays(reasons), pa.concat_arrays(details))
+
+    def _region(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                piece: np.ndarray) -> pa.Buffer:
+        begin = int(starts[piece[0]])
+        return pybuf.slice(begin, int(ends[piece[-1]]) + 1 - begin)
+
+    def _parse(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+               piece: np.ndarray) -> pa.Table | None:
+        """All of ``piece`` with one read_json call, or None if any line is bad."""
+        region = self._region(pybuf, starts, ends, piece)
+        table = self._read_json(region)
+        if table is None or table.num_rows != len(piece):
+            return None  # a bad line, or a line holding several objects
+        return table
+
+    def _read_json(self, region: pa.Buffer) -> pa.Table | None:
+        data = _quote_amounts(region) if self.quote_amounts else region
+        try:
+            return pj.read_json(
+                pa.BufferReader(data),
+                read_options=pj.ReadOptions(use_threads=self.use_threads,
+                                            block_size=self.block_size),
+                parse_options=pj.ParseOptions(
+                    explicit_schema=_FIELD_SCHEMA,
+                    unexpected_field_behavior="ignore",
+                    newlines_in_values=False,
+                ),
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if not self.quote_amounts and _NUMERIC_AMOUNT_ERROR in str(exc):
+                self.quote_amounts = True
+                return self._read_json(region)
+            return None
+
+    def _bisect(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                piece: np.ndarray, raw: pa.Array) -> list[pa.Table | list[_Line]]:
+        """Parse ``piece`` (known to hold a bad line) as a list of ordered segments."""
+        if len(piece) <= _LINE_BY_LINE:
+            return [self._line_by_line(raw.to_pylist())]
+        half = len(piece) // 2
+        out: list[pa.Table | list[_Line]] = []
+        for lo, hi in ((0, half), (half, len(piece))):
+            sub = piece[lo:hi]
+            table = self._parse(pybuf, starts, ends, sub)
+            if table is not None:
+                out.append(table)
+            else:
+                out.extend(self._bisect(pybuf, starts, ends, sub, raw.slice(lo, hi - lo)))
+        return out
+
+    def _line_by_line(self, texts: list[str]) -> list[_Line]:
+        """A few lines: classified with json.loads, the good ones parsed by Arrow."""
+        verdicts = [classify_json_line(text) for text in texts]
+        good = [i for i, (reason, _) in enumerate(verdicts) if reason is None]
+        parsed: dict[int, dict[str, str | None]] = {}
+        if good:
+            table = self._read_json(pa.py_buffer("\n".join(texts[i] for i in good).encode()))
+            if table is not None and table.num_rows == len(good):
+                parsed = dict(zip(good, table.to_pylist(), strict=True))
+            else:
+                for i in good:
+                    table = self._read_json(pa.py_buffer(texts[i].encode()))
+                    if table is not None and table.num_rows == 1:
+                        parsed[i] = table.to_pylist()[0]
+                    else:  # json.loads is happy but Arrow is not
+                        verdicts[i] = ("malformed",
+                                       f"not a valid JSON object line: {_arrow_error(texts[i])}")
+        return [_Line(parsed[i]) if i in parsed else _Line(None, *verdicts[i])
+                for i in range(len(texts))]
+
+
+def _quote_amounts(region: pa.Buffer) -> pa.Buffer:
+    """``"amount": 12.5`` -> ``"amount": "12.5"`` over a whole region, vectorised."""
+    one = _string_array(region, np.array([0, region.size], dtype=np.int32))
+    out = pc.replace_substring_regex(one, _AMOUNT_NUMBER, _AMOUNT_QUOTED)
+    offsets = np.frombuffer(out.buffers()[1], dtype=np.int32)[out.offset:out.offset + 2]
+    return out.buffers()[2].slice(int(offsets[0]), int(offsets[1] - offsets[0]))
+
+
+def _arrow_error(text: str) -> str:
+    try:
+        pj.read_json(pa.BufferReader(_quote_amounts(pa.py_buffer(text.encode() + b"\n"))),
+                     parse_options=pj.ParseOptions(explicit_schema=_FIELD_SCHEMA,
+                                                   unexpected_field_behavior="ignore"))
+    except Exception as exc:  # noqa: BLE001 - only the message is wanted
+        return str(exc).removeprefix("JSON parse error: ").split("\n")[0]
+    return "the line holds more than one JSON value"
+
+
+class _Reject(Exception):
+    pass
+
+
+def _no_constants(name: str) -> None:
+    raise _Reject(f"{name} is not valid JSON")
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Reject(f"field {key} appears more than once")
+        obj[key] = value
+    return obj
+
+
+def classify_json_line(text: str) -> tuple[str | None, str | None]:
+    """(reason, detail) for one JSONL line, or (None, None) when it reads fine.
+
+    ``malformed``: not JSON, not an object, NaN/Infinity, a repeated field.
+    ``bad_type``: a contract field with a non-string value (``amount`` may be a
+    number).
+    """
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constants)
+    except _Reject as exc:
+        return "malformed", str(exc)
+    except (ValueError, RecursionError) as exc:
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        return "malformed", f"not valid JSON: {message}{column}"
+    if not isinstance(value, dict):
+        kind = _JSON_TYPES.get(type(value), "a string" if isinstance(value, str) else "null")
+        return "malformed", f"not a JSON object (the line is {kind})"
+    for name in EVENT_FIELDS:
+        field = value.get(name)
+        if field is None or isinstance(field, str):
+            continue
+        if name == "amount" and isinstance(field, (int, float)) and not isinstance(field, bool):
+            continue
+        kind = _JSON_TYPES.get(type(field), type(field).__name__)
+        expected = "a string or a number" if name == "amount" else "a string"
+        return "bad_type", f"field {name} is {kind}, expected {expected}"
+    return None, None
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _csv_record_lines(path: str) -> np.ndarray:
+    """The line number on which each non-empty CSV record starts (header first).
+
+    Mirrors Arrow's record splitting, vectorised over chunks of the file: a
+    newline ends a record unless it is inside a quoted field; an empty line (or
+    a lone ``\\r``) is not a record. Quoting follows RFC 4180 as Arrow reads it:
+    a run of quotes of even length never changes the state (``""`` is an empty
+    field or an escaped quote); a run of odd length closes a quoted field, or
+    opens one when it starts a field; elsewhere in an unquoted field it is text.
+    """
+    found: list[np.ndarray] = []
+    inside = 0  # 1 when the chunk starts inside a quoted field
+    prev = 10  # the byte before the chunk; the file start acts as a line start
+    base = 0  # file offset of the chunk
+    lines_before = 0  # newlines before the chunk
+    start, start_line = 0, 1  # the current record: file offset and line of its start
+    first: int | None = None  # its first byte, once read
+    with _open(path) as handle:
+        while True:
+            try:
+                chunk = handle.read(_CSV_SCAN_CHUNK)
+                while chunk.endswith(b'"'):  # never split a run of quotes
+                    more = handle.read(4096)
+                    if not more:
+                        break
+                    chunk += more
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            if not chunk:
+                break
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            newlines = np.flatnonzero(data == 10)
+            quoted = np.full(len(newlines), inside == 1)
+            quotes = np.flatnonzero(data == 34)
+            if len(quotes):
+                run_head = np.ones(len(quotes), dtype=bool)
+                run_head[1:] = quotes[1:] != quotes[:-1] + 1
+                heads = np.flatnonzero(run_head)
+                odd = np.diff(np.append(heads, len(quotes))) % 2 == 1
+                runs = quotes[heads[odd]]  # where each odd run of quotes starts
+                if len(runs):
+                    before = np.where(runs > 0, data[np.maximum(runs - 1, 0)], prev)
+                    field_start = np.isin(before, (44, 10, 13))
+                    # An odd run at a field start toggles the state; elsewhere it
+                    # leaves the state "outside" (it closes a field or is text).
+                    i = np.arange(len(runs))
+                    last_text = np.maximum.accumulate(np.where(field_start, -1, i))
+                    after = np.where(last_text >= 0, (i - last_text) % 2, (inside + i + 1) % 2)
+                    last_run = np.searchsorted(runs, newlines) - 1
+                    quoted = np.where(last_run >= 0, after[np.maximum(last_run, 0)] == 1,
+                                      inside == 1)
+                    inside = int(after[-1])
+            ends_at = np.flatnonzero(~quoted)  # indices into newlines
+            if len(ends_at):
+                separators = newlines[ends_at] + base
+                starts = np.concatenate(([start], separators[:-1] + 1))
+                lines = np.concatenate(([start_line], lines_before + ends_at[:-1] + 2))
+                length = separators - starts
+                first_bytes = data[np.clip(starts - base, 0, len(data) - 1)]
+                if start < base and first is not None:
+                    first_bytes[0] = first
+                empty = (length == 0) | ((length == 1) & (first_bytes == 13))
+                found.append(lines[~empty])
+                start, start_line = int(separators[-1]) + 1, lines_before + int(ends_at[-1]) + 2
+                first = None
+            if first is None and start < base + len(data):
+                first = int(data[start - base])
+            prev = int(data[-1])
+            base += len(data)
+            lines_before += len(newlines)
+    length = base - start
+    if length > 1 or (length == 1 and first != 13):
+        found.append(np.array([start_line]))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
+def _csv_quote(column: pa.Array) -> pa.Array:
+    """RFC 4180 cell text: quoted when it holds a delimiter, quote or newline."""
+    needs = pc.match_substring_regex(column, r'[",\r\n]')
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
+    return pc.if_else(needs, quoted, column)
+
+
+def _iter_csv(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """CSV with a header row. Every cell is read as text; empty cells are null.
+
+    Rows whose field count differs from the header's are quarantined as
+    ``malformed`` with their original text. Positions are the line on which a
+    record starts (see ``_csv_record_lines``).
+    """
+    record_lines = _csv_record_lines(path)
+    if len(record_lines) == 0:
+        return
+    invalid: list[tuple[int, str, int]] = []  # (record number, text, field count)
+    skipped: list[int] = []  # whitespace-only lines: Arrow counts them, we do not
+
+    def on_invalid_row(row: pcsv.InvalidRow) -> str:
+        if row.text.strip(" \t\r") == "":
+            skipped.append(row.number)
+        else:
+            invalid.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    read_options = pcsv.ReadOptions(use_threads=False,
+                                    block_size=int(min(64 << 20, max(1 << 20, batch_rows * 256))))
+    parse_options = pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row)
+
+    def line_of(record_numbers: np.ndarray) -> np.ndarray:
+        index = record_numbers - 1
+        last = len(record_lines) - 1
+        return np.where(index <= last, record_lines[np.minimum(index, last)],
+                        record_lines[last] + (index - last))
+
+    try:
+        with _open(path) as handle:
+            header = pcsv.open_csv(handle, read_options=read_options,
+                                   parse_options=pcsv.ParseOptions(
+                                       newlines_in_values=True,
+                                       invalid_row_handler=lambda row: "skip"))
+            names = header.schema.names
+        convert = pcsv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                      strings_can_be_null=False)
+        with _open(path) as handle:
+            reader = pcsv.open_csv(handle, read_options=read_options,
+                                   parse_options=parse_options, convert_options=convert)
+            next_record = 2  # record 1 is the header
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue  # invalid rows are flushed with the next good ones
+                out, next_record = _csv_batch(path, batch, names, invalid, skipped,
+                                              next_record, line_of)
+                for lo in range(0, out.num_rows, batch_rows):
+                    yield out.slice(lo, batch_rows)
+            if invalid:  # invalid rows after the last good one
+                empty = pa.RecordBatch.from_pylist([], schema=pa.schema(
+                    [pa.field(name, pa.string()) for name in names]))
+                out, next_record = _csv_batch(path, empty, names, invalid, skipped,
+                                              next_record, line_of)
+                for lo in range(0, out.num_rows, batch_rows):
+                    yield out.slice(lo, batch_rows)
+    except pa.ArrowInvalid as exc:
+        message = str(exc).splitlines()[0]
+        if "Empty CSV file" in message:
+            return
+        if "UTF8" in message or "UTF-8" in message:
+            raise UserError("event file is not valid UTF-8", where=path,
+                            hint="re-encode the file as UTF-8") from None
+        raise UserError(f"cannot parse CSV: {message}", where=path,
+                        hint="check the file is CSV with a header row") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _csv_batch(path, batch, names, invalid, skipped, next_record, line_of):
+    """Merge a parsed batch with the invalid rows that precede or fall inside it."""
+    n_good = batch.num_rows
+    bad = sorted(invalid)
+    gaps = sorted(skipped)
+    # The records this batch spans: n_good good ones plus the bad/skipped in between.
+    consumed_bad: list[tuple[int, str, int]] = []
+    consumed_gaps = 0
+    end = next_record + n_good  # exclusive, grows as bad records are found inside
+    b = g = 0
+    while True:
+        grown = False
+        while b < len(bad) and bad[b][0] < end + (0 if n_good else 1 << 62):
+            consumed_bad.append(bad[b])
+            b += 1
+            end += 1
+            grown = True
+        while g < len(gaps) and gaps[g] < end + (0 if n_good else 1 << 62):
+            consumed_gaps += 1
+            g += 1
+            end += 1
+            grown = True
+        if not grown:
+            break
+    invalid[:] = bad[b:]
+    skipped[:] = gaps[g:]
+    span = np.arange(next_record, end, dtype=np.int64)
+    bad_numbers = np.array([number for number, _, _ in consumed_bad], dtype=np.int64)
+    gap_numbers = np.array(gaps[:g], dtype=np.int64)
+    is_bad = np.isin(span, bad_numbers)
+    is_good = ~is_bad & ~np.isin(span, gap_numbers)
+    good_numbers = span[is_good]
+
+    fields: dict[str, pa.Array] = {}
+    for name in EVENT_FIELDS:
+        if name in names:
+            column = batch.column(name)
+            fields[name] = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+    cells = [_csv_quote(batch.column(name)) for name in names]
+    raw = pc.binary_join_element_wise(*cells, ",") if cells else pa.nulls(n_good, pa.string())
+    good = _assemble(fields, n_good, path, line_of(good_numbers), raw)
+    if not consumed_bad:
+        return good, end
+    rejects = _assemble(
+        {}, len(consumed_bad), path, line_of(bad_numbers),
+        pa.array([text for _, text, _ in consumed_bad], pa.string()),
+        pa.array(["malformed"] * len(consumed_bad), pa.string()),
+        pa.array([f"CSV row has {count} fields, the header has {len(names)}"
+                  for _, _, count in consumed_bad], pa.string()),
+    )
+    merged = pa.Table.from_batches([good, rejects])
+    order = np.argsort(np.concatenate((good_numbers, bad_numbers)), kind="stable")
+    return merged.take(pa.array(order)).combine_chunks().to_batches()[0], end
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+def _parquet_column(name: str, column: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+    """(string column, bad_type detail per row or None) for one contract column.
+
+    Decimal and integer columns cast exactly. A floating-point ``amount`` column
+    is cast to its shortest round-trip text: binary floats are not exact money
+    (0.1 is stored as 0.1000000000000000055...), so producers should write
+    ``amount`` as a decimal or a string. Timestamp columns become ISO text
+    (``2026-03-01 14:05:00.000000Z``); a timestamp without a time zone has no
+    offset and fails validation, like a JSON one would.
+    """
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.dictionary_decode()
+        kind = column.type
+    if pa.types.is_string(kind):
+        return column, None
+    text_like = (pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+                 or pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
+    numeric = pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_floating(kind)
+    temporal = pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+    if text_like or (name == "amount" and numeric) or (name == "event_time" and temporal):
+        return column.cast(pa.string()), None
+    detail = f"field {name} has Parquet type {kind}, expected a string"
+    return pa.nulls(len(column), pa.string()), pc.if_else(
+        pc.is_valid(column), pa.scalar(detail), pa.scalar(None, pa.string()))
+
+
+def _iter_parquet(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Parquet with the contract's columns; missing columns are null."""
+    try:
+        parquet = pq.ParquetFile(path)
+        present = [name for name in EVENT_FIELDS if name in parquet.schema_arrow.names]
+        position = 1
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+            n = batch.num_rows
+            fields: dict[str, pa.Array] = {}
+            detail: pa.Array | None = None
+            for name in present:
+                fields[name], bad = _parquet_column(name, batch.column(name))
+                if bad is not None:
+                    detail = bad if detail is None else pc.coalesce(detail, bad)
+            reason = None
+            if detail is not None:
+                reason = pc.if_else(pc.is_valid(detail), pa.scalar("bad_type"),
+                                    pa.scalar(None, pa.string()))
+            yield _assemble(fields, n, path, np.arange(position, position + n), None,
+                            reason, detail)
+            position += n
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        message = str(exc).splitlines()[0]
+        raise UserError(f"not a readable Parquet file: {message}", where=path,
+                        hint="check the file is complete Parquet (re-export it)") from None
