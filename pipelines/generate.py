@@ -77,7 +77,13 @@ _STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Wo
 _PRODUCTS = ("Platform", "Analytics Add-on", "Support Premium", "Data Connectors",
              "Professional Services", "Training")
 _SOURCE_SYSTEMS = ("salesforce", "hubspot", "dynamics")
-_JSON_ORDER = EVENT_FIELDS + ("source_system", "crm_meta")
+# Key order of compact lines (JSON key order is free; this one lets the per-deal fields
+# form one pre-rendered piece) and of the spaced lines of another exporter.
+_JSON_ORDER = ("event_id", "event_type", "stage", "event_time", "deal_id", "account_id",
+               "currency", "product", "opportunity_owner_id", "source_system", "amount",
+               "crm_meta")
+_DEAL_FIELDS = ("deal_id", "account_id", "currency", "product", "opportunity_owner_id",
+                "source_system")
 _ALT_ORDER = ("event_type", "event_id", "event_time", "account_id", "deal_id", "currency",
               "amount", "product", "stage", "opportunity_owner_id", "crm_meta", "source_system")
 _PARQUET_COLUMNS = EVENT_FIELDS + ("source_system",)
@@ -477,11 +483,17 @@ def _random_instant(rng: np.random.Generator, first_day: int, last_day: int) -> 
     return day + int(rng.integers(8, 19)) * 3600 + int(rng.choice([0, 15, 30, 45])) * 60, "utc"
 
 
-def _since(rng: np.random.Generator) -> str:
-    """valid_from of a first row: empty (since always) or a date before the period."""
-    if rng.random() < 0.6:
+def _pick_one(options: tuple | list, u: float) -> object:
+    """The option a uniform draw ``u`` in [0, 1) falls on."""
+    return options[int(u * len(options))]
+
+
+def _since(u: float, v: float) -> str:
+    """valid_from of a first row: empty (since always) or a date in 2025 (u, v uniform)."""
+    if u < 0.6:
         return ""
-    return f"2025-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}"
+    day = date(2025, 1, 1) + timedelta(days=int(v * 364))
+    return day.isoformat()
 
 
 def _territory_managers(tree: _Tree, people: _People, rng: np.random.Generator,
@@ -521,10 +533,10 @@ def _territory_managers(tree: _Tree, people: _People, rng: np.random.Generator,
             at, style = changes[territory_id]
             text = _instant_text(at, style)
             successor = people.add("territory_manager", _boss_of(people, manager))
-            rows.append((territory_id, manager, _since(rng), text))
+            rows.append((territory_id, manager, _since(*rng.random(2)), text))
             rows.append((territory_id, successor, text, ""))
         else:
-            rows.append((territory_id, manager, _since(rng), ""))
+            rows.append((territory_id, manager, _since(*rng.random(2)), ""))
     rows.sort(key=lambda row: (row[0], row[2]))
     notes = {"changes": {t: _instant_text(*changes[t]) for t in sorted(changes)},
              "late_start": late, "first": first}
@@ -581,36 +593,33 @@ def _territory_rules(tree: _Tree) -> tuple[list[tuple[str, ...]], dict]:
     return rows, notes
 
 
-def _postal_code(rng: np.random.Generator, country: str, prefix: str) -> str:
-    """A postal code in the country's format that starts with ``prefix``."""
-    digit = lambda: str(int(rng.integers(10)))  # noqa: E731
-    letter = lambda: chr(ord("A") + int(rng.integers(26)))  # noqa: E731
+def _postal_code(country: str, prefix: str, u: float, v: float) -> str:
+    """A postal code in the country's format that starts with ``prefix`` (u, v uniform)."""
+    digits = f"{int(u * 10**6):06d}"
+    letters = chr(65 + int(v * 26)) + chr(65 + int(v * 676) % 26)
     if country == "CA":
-        return f"{prefix} {digit()}{letter()}{digit()}"
+        return f"{prefix} {digits[0]}{letters[0]}{digits[1]}"
     if country == "GB":
-        return f"{prefix}{digit()} {digit()}{letter()}{letter()}"
-    return prefix + "".join(digit() for _ in range(max(0, 5 - len(prefix))))
+        return f"{prefix}{digits[0]} {digits[1]}{letters}"
+    return prefix + digits[: max(0, 5 - len(prefix))]
 
 
-def _account_name(rng: np.random.Generator, country: str) -> str:
-    """A company name; a few carry a comma or quotes (CSV quoting)."""
-    word = _NAME_WORDS[int(rng.integers(len(_NAME_WORDS)))]
-    noun = _NAME_NOUNS[int(rng.integers(len(_NAME_NOUNS)))]
-    suffixes = _NAME_SUFFIXES[country]
-    suffix = suffixes[int(rng.integers(len(suffixes)))]
-    roll = rng.random()
-    if roll < 0.03:
+def _account_name(country: str, u: list[float]) -> str:
+    """A company name; a few carry a comma or quotes (CSV quoting). ``u``: 4 draws."""
+    word, noun = _pick_one(_NAME_WORDS, u[0]), _pick_one(_NAME_NOUNS, u[1])
+    suffix = _pick_one(_NAME_SUFFIXES[country], u[2])
+    if u[3] < 0.03:
         return f"{word} {noun}, {suffix}"
-    if roll < 0.05:
+    if u[3] < 0.05:
         return f'"{word}" {noun} {suffix}'
     return f"{word} {noun} {suffix}"
 
 
-def _mangle(rng: np.random.Generator, region: str, city: str) -> tuple[str, str, bool]:
+def _mangle(region: str, city: str, u: float, v: float) -> tuple[str, str, bool]:
     """Odd case / padding on region or city for ~10% of accounts (matching ignores both)."""
-    if rng.random() >= 0.1:
+    if u >= 0.1:
         return region, city, False
-    kind = int(rng.integers(5))
+    kind = int(v * 5)
     if kind == 0:
         return region, city.upper(), True
     if kind == 1:
@@ -683,21 +692,22 @@ def _build_accounts(tree: _Tree, n: int, managers: list[str], rng: np.random.Gen
         geos[n - 1] = _NO_RULE_LOCATIONS[0]
     classes = _account_classes(rng, n, france)
     mangled = 0
+    dice = rng.random((n, 16)).tolist()  # bulk draws: no generator call per account
     for i, (country, region, city, prefix) in enumerate(geos):
+        u = dice[i]
         account_id = f"ACC-{i + 1:06d}"
-        postal = _postal_code(rng, country, prefix)
+        postal = _postal_code(country, prefix, u[0], u[1])
         if i >= len(_ANCHOR_ACCOUNTS):
-            region, city, odd = _mangle(rng, region, city)
+            region, city, odd = _mangle(region, city, u[2], u[3])
             mangled += odd
-            if city == "München" and rng.random() < 0.3:
+            if city == "München" and u[4] < 0.3:
                 city = "Munich"  # misses the city rule; the postal rule "80" still matches
-            city = "" if rng.random() < 0.02 else city
-            postal = "" if rng.random() < 0.03 else postal
-        industry = _INDUSTRIES[int(rng.integers(len(_INDUSTRIES)))]
-        out.rows.append((account_id, _account_name(rng, country), country, region, city, postal,
-                         industry))
+            city = "" if u[5] < 0.02 else city
+            postal = "" if u[6] < 0.03 else postal
+        out.rows.append((account_id, _account_name(country, u[7:11]), country, region, city,
+                         postal, _pick_one(_INDUSTRIES, u[11])))
         out.countries.append(country)
-        _assign(out, account_id, int(classes[i]), country, managers, rng)
+        _assign(out, account_id, int(classes[i]), country, managers, u[12:16], rng)
     out.counts = {
         "accounts_without_assignment": int((classes == 1).sum()),
         "accounts_with_gap": int((classes == 2).sum()),
@@ -709,9 +719,11 @@ def _build_accounts(tree: _Tree, n: int, managers: list[str], rng: np.random.Gen
 
 
 def _assign(out: _Accounts, account_id: str, cls: int, country: str, managers: list[str],
-            rng: np.random.Generator) -> None:
-    """Append one account's assignment rows and its gap / no-manager facts."""
-    first = managers[int(rng.integers(len(managers)))]
+            u: list[float], rng: np.random.Generator) -> None:
+    """Append one account's assignment rows and its gap / no-manager facts.
+
+    ``u``: 3 uniform draws for the common case; rarer classes draw from ``rng``."""
+    first = _pick_one(managers, u[0])
 
     def other(manager: str) -> str:
         k = managers.index(manager)
@@ -722,7 +734,7 @@ def _assign(out: _Accounts, account_id: str, cls: int, country: str, managers: l
     out.gap.append((0, 0))
     if cls == 1:
         return
-    since = _since(rng)
+    since = _since(u[1], u[2])
     if cls == 0:
         out.assignments.append((account_id, first, since, ""))
         return
@@ -1045,7 +1057,7 @@ def _deal_events(rng: np.random.Generator, n_events: int, index: _AccountIndex,
                  counters: _Counters) -> dict[str, np.ndarray]:
     """Exactly ``n_events`` lifecycle events (deal order), with global deal numbers."""
     parts, total, deals = [], 0, 0
-    while total < n_events:
+    while total < n_events or not parts:
         n_deals = math.ceil((n_events - total) / 2.8 * 1.1) + 8
         part = _lifecycles(rng, n_deals, index)
         part["deal"] = part["deal"] + deals
@@ -1091,28 +1103,56 @@ def _rows_from(ev: dict[str, np.ndarray], show: dict[str, np.ndarray], index: _A
         "key": ev["key"], "time_us": ev["time_us"], "minor": ev["minor"], "digits": digits,
         "style": show["style"], "status": _expected_status(ev["account"], ev["time_us"], index),
         "reason": np.full(n, -1, np.int8), "malformed": np.zeros(n, np.int8),
-        "alt": show["alt"],
+        "alt": show["alt"], "type": ev["type"], "stage": ev["stage"],
     }
     for name in REQUIRED_FIELDS:
         meta[f"raw:{name}"] = np.zeros(n, dtype=bool)
     meta["raw:amount"] = show["number"]
     meta["anchor"] = ev.get("anchor", np.zeros(n, dtype=bool))
     batch = np.where(show["meta"], _export_batch(ids), -1)
+    deals, first, inverse = np.unique(ev["deal"], return_index=True, return_inverse=True)
+    per_deal = {"deal": deals, "account": ev["account"][first],
+                "currency": ev["currency"][first], "product": ev["product"][first],
+                "opportunity_owner_id": ev["owner"][first], "source_system": ev["source"][first]}
+    by_event = pa.array(inverse.astype(np.int64))
     values = {
-        "event_id": _ids("evt-", ids, 9),
-        "event_type": _pick(EVENT_TYPES, ev["type"]),
-        "event_time": _time_text(ev["time_us"], show["offset"], show["frac"]),
         "deal_id": _ids("opp-", ev["deal"], 8),
         "account_id": index.ids.take(pa.array(ev["account"])),
-        "amount": _amount_text(ev["minor"], digits, show["style"]),
         "currency": _pick(CURRENCIES, ev["currency"]),
-        "stage": _pick(_STAGES, ev["stage"]),
         "product": _pick(_PRODUCTS, ev["product"]),
         "opportunity_owner_id": _pick(index.owners, ev["owner"]),
         "source_system": _pick(_SOURCE_SYSTEMS, ev["source"]),
-        "crm_meta": _crm_meta(batch),
+        "_deal_json": _deal_json(per_deal, index).take(by_event),
     }
+    values.update({
+        "event_id": _ids("evt-", ids, 9),
+        "event_type": _pick(EVENT_TYPES, ev["type"]),
+        "event_time": _time_text(ev["time_us"], show["offset"], show["frac"]),
+        "amount": _amount_text(ev["minor"], digits, show["style"]),
+        "stage": _pick(_STAGES, ev["stage"]),
+        "crm_meta": _crm_meta(batch),
+    })
     return _Rows(values, meta)
+
+
+def _fragment_table(name: str, values: tuple[str, ...] | pa.Array) -> pa.Array:
+    """``["", ',"name":"v0"', ...]``: index 0 is the absent field."""
+    texts = _join(f',"{name}":"', pa.array(values, pa.string()), '"')
+    return pa.concat_arrays([pa.array([""]), texts])
+
+
+def _deal_json(per_deal: dict[str, np.ndarray], index: _AccountIndex) -> pa.Array:
+    """``","deal_id":"…",…,"amount":`` per deal: the deal-constant middle of a compact
+    line, opened by the closing quote of event_time (see ``_compact_lines``)."""
+    tables = {"currency": CURRENCIES, "product": _PRODUCTS,
+              "opportunity_owner_id": index.owners, "source_system": _SOURCE_SYSTEMS}
+    pieces: list[pa.Array | str] = [
+        '","deal_id":"', _ids("opp-", per_deal["deal"], 8),
+        '","account_id":"', index.ids.take(pa.array(per_deal["account"])), '"']
+    for name, table in tables.items():
+        pieces.append(_fragment_table(name, table).take(pa.array(per_deal[name] + 1)))
+    pieces.append(',"amount":')
+    return _join(*pieces)
 
 
 def _export_batch(ids: np.ndarray) -> np.ndarray:
@@ -1137,16 +1177,17 @@ def _random_show(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "frac": rng.choice(3, n, p=[0.95, 0.04, 0.01]),
         "style": rng.choice(3, n, p=[0.7, 0.2, 0.1]),
         "number": rng.random(n) < 0.3,
-        "alt": rng.random(n) < 0.1,
+        "alt": np.zeros(n, dtype=bool),
         "meta": rng.random(n) < 0.02,
     }
 
 
 def _event_rows(rng: np.random.Generator, n: int, index: _AccountIndex, counters: _Counters,
-                ) -> _Rows:
-    """``n`` random lifecycle events as records, in deal order."""
+                alt: bool = False) -> _Rows:
+    """``n`` random lifecycle events as records, in deal order (``alt``: spaced layout)."""
     ev = _deal_events(rng, n, index, counters)
     show = _random_show(rng, n)
+    show["alt"][:] = alt
     fraction = np.where(show["frac"] == 1, rng.integers(0, 1000, n) * 1000,
                         np.where(show["frac"] == 2, rng.integers(1, _US, n), 0))
     ev["time_us"] = ev["time"] * _US + fraction
@@ -1359,84 +1400,77 @@ def _fragments(rows: _Rows, order: tuple[str, ...], comma: str, colon: str) -> p
 def _malformed(lines: pa.Array, rows: _Rows) -> pa.Array:
     """Turn the lines of malformed records into non-objects / broken JSON."""
     code = rows.meta["malformed"]
+    mask = code > 0
+    if not mask.any():
+        return lines
+    selected = pa.array(mask)
+    old, ids, codes = lines.filter(selected), rows.values["event_id"].filter(selected), code[mask]
+    new = old
     for variant, number in _MALFORMED_CODES.items():
-        mask = code == number
-        if not mask.any():
+        if not (codes == number).any():
             continue
-        sub = lines.filter(pa.array(mask))
         if variant == "json:truncated":
-            new = pc.utf8_slice_codeunits(sub, 0, 45)
+            text = pc.utf8_slice_codeunits(old, 0, 45)
         elif variant == "json:array":
-            new = _join("[", sub, "]")
+            text = _join("[", old, "]")
         elif variant == "json:text":
-            ids = rows.values["event_id"].filter(pa.array(mask))
-            new = _join("ERROR 502 upstream timeout while exporting ", ids)
+            text = _join("ERROR 502 upstream timeout while exporting ", ids)
         elif variant == "json:null":
-            new = _repeat("null", int(mask.sum()))
+            text = _repeat("null", len(old))
         else:
-            new = pc.replace_substring(sub, '"', "'")
-        lines = pc.replace_with_mask(lines, pa.array(mask), new)
-    return lines
+            text = pc.replace_substring(old, '"', "'")
+        new = pc.if_else(pa.array(codes == number), text, new)
+    return pc.replace_with_mask(lines, selected, new)
 
 
-def _optional_fragment(values: pa.Array, prefix: str, quoted: bool) -> pa.Array | str:
-    """``,"name":"value"`` per row, ``""`` where absent; built once per distinct value."""
-    if values.null_count == len(values):
-        return ""
-    encoded = pc.dictionary_encode(values)
-    texts = _join(prefix + '"', encoded.dictionary, '"') if quoted else _join(
-        prefix, encoded.dictionary)
-    return pc.fill_null(texts.take(encoded.indices), "")
+@lru_cache(maxsize=1)
+def _type_stage_table() -> pa.Array:
+    """``","event_type":"…","stage":"…","event_time":"``; index = type * 7 + stage + 1."""
+    texts = []
+    for event_type in EVENT_TYPES:
+        for stage in (None,) + _STAGES:
+            stage_text = "" if stage is None else f',"stage":"{stage}"'
+            texts.append(f'","event_type":"{event_type}"{stage_text},"event_time":"')
+    return pa.array(texts)
 
 
 def _compact_lines(rows: _Rows) -> pa.Array:
-    """Compact JSON in ``_JSON_ORDER`` with one join per line; only right for records
-    whose required fields are present, quoted strings (the amount may be a number)."""
-    pieces: list[pa.Array | str] = []
+    """Compact JSON in ``_JSON_ORDER`` with one 8-piece join per line.
 
-    def literal(text: str) -> None:
-        if pieces and isinstance(pieces[-1], str):
-            pieces[-1] += text
-        else:
-            pieces.append(text)
-
-    for i, name in enumerate(REQUIRED_FIELDS):
-        literal(("{" if i == 0 else ",") + f'"{name}":')
-        number = rows.meta["raw:amount"] if name == "amount" else None
-        if number is not None and number.any():
-            quote = pa.array(['"', ""]).take(pa.array(number.astype(np.int8)))
-            pieces += [quote, rows.values[name], quote]
-        else:
-            literal('"')
-            pieces.append(rows.values[name])
-            literal('"')
-    for name in _JSON_ORDER[len(REQUIRED_FIELDS):]:
-        fragment = _optional_fragment(rows.values[name], f',"{name}":', name != "crm_meta")
-        if isinstance(fragment, str):
-            literal(fragment)
-        else:
-            pieces.append(fragment)
-    literal("}")
-    return _join(*pieces)
+    Only right for valid records (fields as generated, no JSON literal but a numeric
+    amount): the per-deal piece ``_deal_json`` and the (type, stage) table replace
+    eight field joins. ``_render_jsonl`` sends every other record to ``_fragments``.
+    """
+    number = pa.array(rows.meta["raw:amount"].astype(np.int8))
+    type_stage = pa.array(rows.meta["type"] * (len(_STAGES) + 1) + rows.meta["stage"] + 1)
+    closing = pa.array(['"}', "}"]).take(number)
+    with_meta = pc.is_valid(rows.values["crm_meta"])
+    if pc.any(with_meta).as_py():
+        meta = rows.values["crm_meta"].filter(with_meta)
+        quote = pa.array(['"', ""]).take(number.filter(with_meta))
+        closing = pc.replace_with_mask(closing, with_meta,
+                                       _join(quote, ',"crm_meta":', meta, "}"))
+    return _join('{"event_id":"', rows.values["event_id"],
+                 _type_stage_table().take(type_stage), rows.values["event_time"],
+                 rows.values["_deal_json"], pa.array(['"', ""]).take(number),
+                 rows.values["amount"], closing)
 
 
 def _render_jsonl(rows: _Rows) -> pa.Array:
     """One JSON text per record: compact, or spaced with another key order (``alt``);
-    records with absent fields or JSON literals go through the general path."""
-    if _JSON_ORDER[: len(REQUIRED_FIELDS)] != REQUIRED_FIELDS:
-        raise AssertionError("the compact layout expects the required fields first")
-    general = rows.meta["alt"].copy()
-    for name in REQUIRED_FIELDS:
-        general |= pc.is_null(rows.values[name]).to_numpy(zero_copy_only=False)
-        if name != "amount":
-            general |= rows.meta[f"raw:{name}"]
+    bad records go through the general path ``_fragments``."""
+    alt = rows.meta["alt"]
+    general = (rows.meta["reason"] >= 0) & ~alt
+    if alt.all():
+        return _malformed(_fragments(rows, _ALT_ORDER, ", ", ": "), rows)
+    if general.all():
+        return _malformed(_fragments(rows, _JSON_ORDER, ",", ":"), rows)
     lines = _compact_lines(rows)
-    if general.any():
-        subset = rows.take(np.nonzero(general)[0])
-        compact = _fragments(subset, _JSON_ORDER, ",", ":")
-        spaced = _fragments(subset, _ALT_ORDER, ", ", ": ")
-        texts = pc.if_else(pa.array(subset.meta["alt"]), spaced, compact)
-        lines = pc.replace_with_mask(lines, pa.array(general), texts)
+    for mask, order, comma, colon in ((general, _JSON_ORDER, ",", ":"),
+                                      (alt, _ALT_ORDER, ", ", ": ")):
+        if mask.any():
+            texts = _fragments(rows.take(np.nonzero(mask)[0]), order, comma, colon)
+            lines = pc.replace_with_mask(lines, pa.array(mask), texts)
     return _malformed(lines, rows)
 
 
@@ -1565,24 +1599,25 @@ def _write_events(directory: Path, plan: _Plan, reference: _Reference, seed: int
     files, records = [], 0
     for c in range(plan.files):
         rng = _rng(seed, c + 1)
-        rows = _file_rows(c, plan, reference, counters, rng)
-        reason, anchor = rows.meta["reason"], rows.meta["anchor"]
-        good = reason < 0
-        statuses += np.bincount(rows.meta["status"][good], minlength=len(_STATUSES))
-        by_reason = np.bincount(reason[~good], minlength=len(QUARANTINE_REASONS))
-        for r, count in enumerate(by_reason):
-            planted[QUARANTINE_REASONS[r]] += int(count)
-        planted["boundary_events"] += int((good & anchor).sum())
-        copies, kinds = _copies(rows, np.nonzero(good & ~anchor)[0], rng, plan.exact[c],
+        parts = _file_parts(c, plan, reference, counters, rng)
+        for rows in parts.values():
+            reason, good = rows.meta["reason"], rows.meta["reason"] < 0
+            statuses += np.bincount(rows.meta["status"][good], minlength=len(_STATUSES))
+            by_reason = np.bincount(reason[~good], minlength=len(QUARANTINE_REASONS))
+            for r, count in enumerate(by_reason):
+                planted[QUARANTINE_REASONS[r]] += int(count)
+            planted["boundary_events"] += int((good & rows.meta["anchor"]).sum())
+        valid = parts["valid"]
+        copies, kinds = _copies(valid, np.arange(len(valid)), rng, plan.exact[c],
                                 plan.equivalent[c], plan.conflicting[c])
-        rendered = [_render(rows, plan.event_format)] + carry
-        keys = [rows.meta["key"]] + carry_keys
+        rendered = [_render(rows, plan.event_format) for rows in parts.values()] + carry
+        keys = [rows.meta["key"] for rows in parts.values()] + carry_keys
         carry, carry_keys = [], []
         for part, kind in zip(copies, kinds, strict=True):
             planted[kind] += len(part)
             if not len(part):
                 continue
-            later = (rng.random(len(part)) < 0.3) & (c + 1 < plan.files)
+            later = (np.arange(len(part)) % 3 == 0) & (c + 1 < plan.files)  # a third moves on
             for mask, out, out_keys in ((~later, rendered, keys), (later, carry, carry_keys)):
                 if mask.any():
                     chosen = part.take(np.nonzero(mask)[0])
@@ -1601,18 +1636,24 @@ def _write_events(directory: Path, plan: _Plan, reference: _Reference, seed: int
     return _Written(records, tuple(files), planted, expected)
 
 
-def _file_rows(c: int, plan: _Plan, reference: _Reference, counters: _Counters,
-               rng: np.random.Generator) -> _Rows:
-    """Valid, anchor and bad records of file ``c`` (unsorted)."""
-    parts = [_event_rows(rng, plan.valid[c], reference.index, counters)]
+def _file_parts(c: int, plan: _Plan, reference: _Reference, counters: _Counters,
+                rng: np.random.Generator) -> dict[str, _Rows]:
+    """Valid, bad and anchor records of file ``c`` (unsorted, rendered part by part).
+
+    ~3% of the valid records come from another exporter (spaced JSON, other key order).
+    """
+    spaced = plan.valid[c] * 3 // 100 if plan.event_format == "jsonl" else 0
+    parts = {"valid": _event_rows(rng, plan.valid[c] - spaced, reference.index, counters)}
+    if spaced:
+        parts["spaced"] = _event_rows(rng, spaced, reference.index, counters, alt=True)
     if plan.bad[c]:
         bad = _event_rows(rng, plan.bad[c], reference.index, counters)
-        parts.append(_plant_defects(bad, plan.bad_offset(c), plan.event_format, rng))
+        parts["bad"] = _plant_defects(bad, plan.bad_offset(c), plan.event_format, rng)
     if plan.with_anchors:
         mine = [a for i, a in enumerate(reference.anchors) if i % plan.files == c]
         if mine:
-            parts.append(_anchor_rows(mine, reference.index, counters))
-    return _Rows.concat(parts)
+            parts["anchors"] = _anchor_rows(mine, reference.index, counters)
+    return parts
 
 
 def _expected(planted: dict[str, int], records: int, statuses: np.ndarray) -> dict:

@@ -18,29 +18,35 @@ Tables created in ``con`` (replaced if they exist):
 * ``ref_quarantine_counts(reason, n)``: reasons that occurred.
 * ``ref_counts(input_records, accepted, duplicates, quarantined)``: one row.
 
-Decisions where the contract leaves room (documented in docs/contract.md):
+Decisions where the contract leaves room (user-facing version: docs/contract.md):
 
-* A record is one non-blank line (JSONL; blank lines are not records), one data
-  row (CSV) or one row (Parquet); ``position`` is 1-based.
-* A required field that is absent, JSON ``null`` or ``""`` is ``missing_field``;
-  an optional field that is ``""`` is null.
-* Checks, first failing wins: malformed, missing_field, bad_type,
-  unknown_event_type, bad_timestamp, bad_currency, bad_amount (its digit limit
-  needs a known currency, so the currency is checked first), then, after
-  deduplication, no_fx_rate.
-* Deduplication runs over records that passed the per-record checks, before the
-  FX lookup: an event's identity does not depend on reference data. The first
+* Records: a non-blank JSONL line (``position`` = line number; blank lines are
+  skipped but counted), a CSV data row (``position`` = its line number, header
+  = line 1, one line per record assumed), a Parquet row (``position`` = row
+  number). ``malformed``: not a JSON object, a trailing comma or NaN/Infinity
+  (DuckDB's parser takes them; JSON does not), a contract field given twice, a
+  CSV row with the wrong number of fields.
+* A required field that is absent, JSON ``null``, empty or only whitespace is
+  ``missing_field``; an empty optional field is null. Nothing else is trimmed.
+* Per-record checks, first failing wins: malformed, missing_field, bad_type,
+  unknown_event_type, bad_timestamp, bad_currency, bad_amount. The currency is
+  checked before the amount, whose digit limit depends on it (this reverses
+  ``schemas.events.QUARANTINE_REASONS``, as ``pipelines.rules.validate`` does).
+* Deduplication runs over records that passed those checks, before the FX
+  lookup: an event's identity does not depend on reference data. The first
   occurrence (smallest ``(source, position)``) is kept; a later repeat whose
   payload (every contract field but ``event_id``, compared as typed values: the
   same instant, the same decimal amount) equals the first one's is a duplicate;
   any other later repeat is ``conflicting_duplicate``. The kept occurrence may
-  still be quarantined as ``no_fx_rate``.
+  then still be quarantined as ``no_fx_rate`` (or as ``bad_amount`` when the
+  converted amount does not fit DECIMAL(18,2)).
 * FX: ``amount x rate`` is computed exactly on scaled integers (HUGEINT: amount
   in 10^-3 units, rate in 10^-10 units) and rounded half-even to the reporting
   currency's minor unit (DuckDB's ROUND on DECIMAL rounds half away from zero).
+  Two different rates for one (currency, date) raise ValueError.
 * Interval lookups: ``valid_from <= t < valid_to``, nulls unbounded; overlapping
-  rows (a reference-data error) resolve to the latest ``valid_from``, then the
-  smallest id. Reference values are trimmed, empty meaning null.
+  rows (a reference-data error) resolve to the smallest id, like equally
+  specific territory rules. Reference values are trimmed, empty meaning null.
 * Keys are looked up independently (an unknown account may still have an
   account manager); ``attribution_status`` names the first problem in the order
   unknown_account, no_account_manager, no_territory, no_territory_manager.
@@ -61,6 +67,7 @@ from schemas.outputs import (
     ATTRIBUTED_EVENTS_SCHEMA,
     TERRITORY_REVENUE_SCHEMA,
     create_table_sql,
+    duckdb_type,
 )
 from schemas.reference import REFERENCE_FILE_COLUMNS
 
@@ -110,7 +117,7 @@ NUMERIC_JSON_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "DOUBLE")
 
 EVENT_FORMATS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv", ".parquet": "parquet",
 }
 
 
@@ -157,8 +164,17 @@ def _create(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema,
 # --- inputs ---------------------------------------------------------------------
 
 def _event_files(events_glob: str) -> list[tuple[str, str]]:
-    pattern = os.path.join(events_glob, "*") if os.path.isdir(events_glob) else events_glob
-    files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    """(path, format) of each event file: a file, a directory (its visible files) or a
+    glob; directories and globs keep the supported extensions only."""
+    if os.path.isfile(events_glob):
+        candidates = [events_glob]
+    elif os.path.isdir(events_glob):
+        candidates = [os.path.join(events_glob, n) for n in os.listdir(events_glob)
+                      if not n.startswith((".", "_"))]
+    else:
+        candidates = glob.glob(events_glob, recursive=True)
+    files = sorted(p for p in candidates if os.path.isfile(p)
+                   and (Path(p).suffix.lower() in EVENT_FORMATS or p == events_glob))
     if not files:
         raise FileNotFoundError(f"no event files match {events_glob}")
     out = []
@@ -184,15 +200,15 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
     numeric = _in_list(NUMERIC_JSON_TYPES)
     selects = []
     for i, f in enumerate(FIELDS, start=1):
-        kind = (f"CASE WHEN v[{i}] IS NULL OR json_type(v[{i}]) = 'NULL' THEN NULL "
-                f"WHEN json_type(v[{i}]) = 'VARCHAR' THEN 'string' "
-                f"WHEN json_type(v[{i}]) IN {numeric} THEN 'number' ELSE 'other' END")
+        kind = (f"CASE WHEN v[{i}] IS NULL OR t[{i}] = 'NULL' THEN NULL "
+                f"WHEN t[{i}] = 'VARCHAR' THEN 'string' "
+                f"WHEN t[{i}] IN {numeric} THEN 'number' ELSE 'other' END")
         value = f"json_extract_string(v[{i}], '$')"
         if f == "amount":
             # DuckDB parses JSON numbers as DOUBLE; take the number's text from the
             # line instead (the occurrence whose value is the parsed one).
             value = (
-                f"CASE WHEN json_type(v[{i}]) IN {numeric} THEN coalesce("
+                f"CASE WHEN t[{i}] IN {numeric} THEN coalesce("
                 f"list_filter(regexp_extract_all(line, {_lit(JSON_NUMBER)}, 1), "
                 f"lambda x: try_cast(x AS DOUBLE) = CAST(v[{i}] AS DOUBLE))[1], {value}) "
                 f"ELSE {value} END"
@@ -235,7 +251,8 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
                    > len(list_filter(v, lambda x: x IS NOT NULL)) AS malformed
             FROM objects
         )
-        SELECT source, position, malformed, {', '.join(selects)} FROM checked
+        SELECT source, position, malformed, {', '.join(selects)}
+        FROM (SELECT *, list_transform(v, lambda x: json_type(x)) AS t FROM checked)
     """)
 
 
@@ -571,25 +588,30 @@ def _enrich(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _publish(con: duckdb.DuckDBPyConnection) -> None:
-    def effect(position: int, money: bool) -> str:
-        cases = " ".join(
-            f"WHEN {_lit(t)} THEN {rule[position]}" for t, rule in EFFECTS.items()
-            if rule[position] != 0
-        )
-        if money:
-            return (f"CAST(CASE e.event_type {cases} ELSE 0 END * e.amount_reporting "
-                    f"AS DECIMAL(18,{OUTPUT_SCALE}))")
-        return f"CAST(CASE e.event_type {cases} ELSE 0 END AS BIGINT)"
+MEASURE_COLUMNS = ("booked_revenue", "won_deals", "lost_deals", "created_deals",
+                   "pipeline_created", "refunds")  # EFFECTS positions 1..6
 
-    events_schema = pa.schema([f for f in ATTRIBUTED_EVENTS_SCHEMA if f.name != "run_id"])
-    _create(con, "ref_attributed_events", events_schema, ("event_id",))
+
+def _measure(name: str) -> str:
+    """SQL: one measure of event ``e`` from its type (contract effect table)."""
+    position = MEASURE_COLUMNS.index(name) + 1
+    cases = " ".join(f"WHEN {_lit(t)} THEN {rule[position]}" for t, rule in EFFECTS.items()
+                     if rule[position] != 0)
+    coefficient = f"CASE e.event_type {cases} ELSE 0 END"
+    if name in ("booked_revenue", "pipeline_created", "refunds"):
+        return f"CAST({coefficient} * e.amount_reporting AS DECIMAL(18,{OUTPUT_SCALE}))"
+    return f"CAST({coefficient} AS BIGINT)"
+
+
+def _publish(con: duckdb.DuckDBPyConnection) -> None:
+    # Every attributed event with all six measures; the published shape takes the
+    # columns of ATTRIBUTED_EVENTS_SCHEMA (without run_id) from it.
+    measures = ", ".join(f"{_measure(m)} AS {m}" for m in MEASURE_COLUMNS)
     con.execute(f"""
-        INSERT INTO ref_attributed_events BY NAME
+        CREATE OR REPLACE TEMP TABLE ref__attributed AS
         SELECT e.event_id, e.event_type, e.event_time, e.day, e.deal_id, e.account_id,
-               e.currency, e.amount,
-               {effect(1, True)} AS booked_revenue,
-               {effect(5, True)} AS pipeline_created,
+               e.currency, e.amount, e.stage, e.product, e.opportunity_owner_id,
+               e.amount_reporting, {measures},
                coalesce(am.account_manager_id, {_lit(UNASSIGNED)}) AS account_manager_id,
                coalesce(tr.territory_id, {_lit(UNASSIGNED)}) AS territory_id,
                coalesce(tm.manager_id, {_lit(UNASSIGNED)}) AS territory_manager_id,
@@ -597,33 +619,27 @@ def _publish(con: duckdb.DuckDBPyConnection) -> None:
                     WHEN am.account_manager_id IS NULL THEN 'no_account_manager'
                     WHEN tr.territory_id IS NULL THEN 'no_territory'
                     WHEN tm.manager_id IS NULL THEN 'no_territory_manager'
-                    ELSE 'attributed' END AS attribution_status,
-               e.stage, e.product, e.opportunity_owner_id, e.amount_reporting,
-               {effect(6, True)} AS refunds
+                    ELSE 'attributed' END AS attribution_status
         FROM ref__accepted e
         LEFT JOIN ref__accounts ac ON ac.account_id = e.account_id
         LEFT JOIN ref__account_manager am ON am.event_id = e.event_id
         LEFT JOIN ref__territory tr ON tr.event_id = e.event_id
         LEFT JOIN ref__territory_manager tm ON tm.event_id = e.event_id
     """)
+    events_schema = pa.schema([f for f in ATTRIBUTED_EVENTS_SCHEMA if f.name != "run_id"])
+    _create(con, "ref_attributed_events", events_schema, ("event_id",))
+    con.execute(f"INSERT INTO ref_attributed_events BY NAME "
+                f"SELECT {', '.join(events_schema.names)} FROM ref__attributed")
 
-    # The per-event counts are recomputed from event_type in the views.
     for table, schema, key in (
         ("ref_territory_revenue", TERRITORY_REVENUE_SCHEMA, "territory_id"),
         ("ref_account_manager_revenue", ACCOUNT_MANAGER_REVENUE_SCHEMA, "account_manager_id"),
     ):
         _create(con, table, schema, (key, "day"))
-        con.execute(f"""
-            INSERT INTO {table} BY NAME
-            SELECT e.{key}, e.day,
-                   CAST(sum(e.booked_revenue) AS DECIMAL(18,{OUTPUT_SCALE})) AS booked_revenue,
-                   sum({effect(2, False)})::BIGINT AS won_deals,
-                   sum({effect(3, False)})::BIGINT AS lost_deals,
-                   sum({effect(4, False)})::BIGINT AS created_deals,
-                   CAST(sum(e.pipeline_created) AS DECIMAL(18,{OUTPUT_SCALE})) AS pipeline_created,
-                   CAST(sum(e.refunds) AS DECIMAL(18,{OUTPUT_SCALE})) AS refunds
-            FROM ref_attributed_events e GROUP BY e.{key}, e.day
-        """)
+        sums = ", ".join(f"CAST(sum({f.name}) AS {duckdb_type(f.type)}) AS {f.name}"
+                         for f in schema if f.name not in (key, "day"))
+        con.execute(f"INSERT INTO {table} BY NAME SELECT {key}, day, {sums} "
+                    f"FROM ref__attributed GROUP BY {key}, day")
 
     con.execute("DROP TABLE IF EXISTS ref_quarantine")
     con.execute("""
@@ -664,6 +680,7 @@ def _publish(con: duckdb.DuckDBPyConnection) -> None:
 
 _TEMP_TABLES = (
     "ref__raw", "ref__checked", "ref__valid", "ref__dedup", "ref__converted", "ref__accepted",
+    "ref__attributed",
     "ref__account_manager", "ref__territory", "ref__territory_manager", "ref__accounts",
     "ref__assignments", "ref__territories", "ref__rules", "ref__managers", "ref__fx",
     "ref__currencies", "ref__csv", "ref__csv_rejects", "ref__csv_scans",

@@ -58,6 +58,9 @@ ATTRIBUTED_EVENTS_SCHEMA = pa.schema(
         pa.field("product", pa.string()),
         pa.field("opportunity_owner_id", pa.string()),
         pa.field("amount_reporting", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("won_deals", pa.int64(), nullable=False),
+        pa.field("lost_deals", pa.int64(), nullable=False),
+        pa.field("created_deals", pa.int64(), nullable=False),
         pa.field("refunds", REPORTING_MONEY_TYPE, nullable=False),
     ]
 )

@@ -312,6 +312,16 @@ def test_each_event_types_effect(tmp_path: Path) -> None:
         ("s", D("500.00"), D("0.00"), D("0.00"), D("0.00")),
         ("w", D("800.00"), D("800.00"), D("0.00"), D("0.00")),
     ]
+    counts_per_event = [c for c in ("won_deals", "lost_deals", "created_deals")
+                        if c in ATTRIBUTED_EVENTS_SCHEMA.names]
+    if counts_per_event:  # the published shape may carry the per-event counts
+        expected_counts = {"a": (0, 0, 0), "c": (0, 0, 1), "f": (0, 0, 0), "l": (0, 1, 0),
+                           "o": (-1, 0, 0), "s": (0, 0, 0), "w": (1, 0, 0)}
+        names = ("won_deals", "lost_deals", "created_deals")
+        got = rows(con, f"SELECT event_id, {', '.join(counts_per_event)} "
+                        "FROM ref_attributed_events ORDER BY event_id")
+        assert got == [(e, *(v[names.index(c)] for c in counts_per_event))
+                       for e, v in sorted(expected_counts.items())]
     measures = ("day, booked_revenue, won_deals, lost_deals, created_deals, pipeline_created, "
                 "refunds")
     expected = [(dt.date(2026, 3, 2), D("-70.25"), 0, 1, 1, D("1000.00"), D("20.00"))]

@@ -46,6 +46,7 @@ import glob
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -78,6 +79,8 @@ _FIRST_READ = 4 << 20  # bytes of the first read; later reads aim at batch_rows 
 _MIN_READ = 1 << 20
 _MAX_READ = 256 << 20  # well under the 2 GiB limit of int32 string offsets
 _LINE_BY_LINE = 32  # bisection stops at this many lines and classifies each one
+_DENSE = 4  # a bad line this close after another one ...
+_SCREEN = 64  # ... has the next lines screened with json.loads
 _AMOUNT_NUMBER = (
     r'("amount"[ \t]*:[ \t]*)'
     r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
@@ -85,6 +88,10 @@ _AMOUNT_NUMBER = (
 )
 _AMOUNT_QUOTED = r'\1"\2"\3'
 _NUMERIC_AMOUNT_ERROR = "Column(/amount) changed from string to number"
+_ROW = re.compile(r" in row (\d+)$")
+_PARSE_OPTIONS = pj.ParseOptions(
+    explicit_schema=_FIELD_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=False
+)
 _UTF8_BOM = b"\xef\xbb\xbf"
 _CSV_SCAN_CHUNK = 16 << 20  # bytes per step of the CSV line-number scan
 
@@ -228,6 +235,7 @@ class _JsonlReader:
         self.batch_rows = batch_rows
         self.use_threads = use_threads
         self.quote_amounts = False  # set once Arrow reports a numeric amount in this file
+        self.chunk_quoted = False  # the current chunk's numeric amounts are already quoted
         self.block_size = 1 << 20
 
     # ---- reading
@@ -309,7 +317,14 @@ class _JsonlReader:
             raw_offsets = np.append(offsets[kept], offsets[kept[-1] + 1])
             raw_all = _string_array(lines.buffers()[2], raw_offsets)
 
-        pybuf = pa.py_buffer(buf)
+        # Numeric amounts (known from an earlier chunk): quote them for the whole chunk
+        # at once; the line positions move with the inserted quotes.
+        self.chunk_quoted = self.quote_amounts
+        if self.quote_amounts:
+            pybuf, moved = _quote_amount_numbers(whole, buf, cut)
+            starts, ends = moved(starts), moved(ends)
+        else:
+            pybuf = pa.py_buffer(buf)
         for lo in range(0, len(kept), self.batch_rows):
             piece = kept[lo:lo + self.batch_rows]
             raw = raw_all.slice(lo, len(piece))
@@ -341,100 +356,233 @@ class _JsonlReader:
                piece: np.ndarray, raw: pa.Array, positions: np.ndarray) -> pa.RecordBatch:
         """One output batch for the kept lines ``piece`` (indices into starts/ends)."""
         n = len(piece)
-        table = self._parse(pybuf, starts, ends, piece)
-        if table is not None:
+        region = _region(pybuf, starts, ends, piece)
+        table = self._read_json(region)
+        if table is not None and table.num_rows == n:  # the hot path: all lines good
             fields = {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}
             return _assemble(fields, n, self.path, positions, raw)
-        # Something in the piece is bad: isolate it. Segments come back in order.
-        segments = self._bisect(pybuf, starts, ends, piece, raw)
-        parts: dict[str, list[pa.Array]] = {name: [] for name in EVENT_FIELDS}
-        reasons: list[pa.Array] = []
-        details: list[pa.Array] = []
-        for segment in segments:
-            if isinstance(segment, pa.Table):
-                for name in EVENT_FIELDS:
-                    parts[name].extend(segment.column(name).chunks)
-                reasons.append(pa.nulls(segment.num_rows, pa.string()))
-                details.append(pa.nulls(segment.num_rows, pa.string()))
+
+        # Some line is bad: find the lines Arrow refuses, then parse the rest in one
+        # call with those lines blanked out (Arrow skips whitespace-only lines).
+        odd = self._find_refused(pybuf, starts, ends, piece, raw)
+        good = np.ones(n, dtype=bool)
+        good[list(odd)] = False
+        table = None
+        if good.any():
+            blanked = np.frombuffer(region, dtype=np.uint8).copy()
+            begin = starts[piece[0]]
+            for i in odd:
+                blanked[starts[piece[i]] - begin:ends[piece[i]] - begin] = 32
+            table = self._read_json(pa.py_buffer(blanked))
+            if table is None or table.num_rows != int(good.sum()):
+                # Arrow and the isolation disagree (e.g. two objects on one line):
+                # settle it line by line with bisection, the slow but sure way.
+                return self._by_bisection(pybuf, starts, ends, piece, raw, positions)
+        index = np.full(n, -1, dtype=np.int64)
+        index[good] = np.arange(int(good.sum()))
+        take = pa.array(index, mask=~good)
+        kept = sorted(i for i, line in odd.items() if line.fields is not None)
+        kept_mask = np.zeros(n, dtype=bool)
+        kept_mask[kept] = True
+        fields = {}
+        for name in EVENT_FIELDS:
+            if table is None:
+                values = pa.nulls(n, pa.string())
             else:
-                for name in EVENT_FIELDS:
-                    parts[name].append(pa.array(
-                        [None if line.fields is None else line.fields.get(name)
-                         for line in segment], pa.string()))
-                reasons.append(pa.array([line.reason for line in segment], pa.string()))
-                details.append(pa.array([line.detail for line in segment], pa.string()))
-        fields = {name: pa.concat_arrays(chunks) for name, chunks in parts.items()}
+                values = table.column(name).combine_chunks().take(take)
+            if kept:  # lines only json.loads reads (e.g. an amount Arrow saw as a number)
+                values = pc.replace_with_mask(values, pa.array(kept_mask), pa.array(
+                    [odd[i].fields.get(name) for i in kept], pa.string()))
+            fields[name] = values
+        reasons: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        for i, line in odd.items():
+            reasons[i], details[i] = line.reason, line.detail
         return _assemble(fields, n, self.path, positions, raw,
-                         pa.concat_arrays(reasons), pa.concat_arrays(details))
+                         pa.array(reasons, pa.string()), pa.array(details, pa.string()))
 
-    def _region(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                piece: np.ndarray) -> pa.Buffer:
-        begin = int(starts[piece[0]])
-        return pybuf.slice(begin, int(ends[piece[-1]]) + 1 - begin)
+    def _find_refused(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                      piece: np.ndarray, raw: pa.Array) -> dict[int, _Line]:
+        """{index in piece: json.loads verdict} for the lines Arrow refuses.
 
-    def _parse(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-               piece: np.ndarray) -> pa.Table | None:
-        """All of ``piece`` with one read_json call, or None if any line is bad."""
-        region = self._region(pybuf, starts, ends, piece)
-        table = self._read_json(region)
-        if table is None or table.num_rows != len(piece):
-            return None  # a bad line, or a line holding several objects
-        return table
+        Arrow's error names the failing row (one block, so the row counts from
+        the start of the region): the lines before it are good, the named line is
+        read with json.loads, and parsing resumes after it. A named line that
+        json.loads finds fine is kept with json.loads' fields once the lines
+        before it are confirmed to parse to exactly as many rows. Where bad lines
+        are dense, the next lines are screened with json.loads instead of one
+        Arrow call per bad line.
+        """
+        odd: dict[int, _Line] = {}
+        n = len(piece)
+        lo = 0
+        while lo < n:
+            failed_at = self._first_error(_region(pybuf, starts, ends, piece[lo:]))
+            if failed_at is None:
+                break
+            i = lo + failed_at
+            line = _read_line(raw[i].as_py()) if 0 <= failed_at and i < n else None
+            if line is not None and line.reason is None and failed_at > 0:
+                before = self._read_json(_region(pybuf, starts, ends, piece[lo:i]))
+                if before is None or before.num_rows != failed_at:
+                    line = None
+            if line is None:
+                # No usable row number (e.g. an earlier line held two objects and
+                # shifted the count): isolate the rest by bisection.
+                odd.update({lo + j: v for j, v in self._bisected(
+                    pybuf, starts, ends, piece[lo:], raw.slice(lo)) if v.reason})
+                break
+            odd[i] = line
+            lo = i + 1
+            if failed_at < _DENSE and line.reason:  # bad lines close together: screen
+                stop = min(n, lo + _SCREEN)  # the next ones with json.loads, not Arrow
+                for j, text in enumerate(raw.slice(lo, stop - lo).to_pylist(), start=lo):
+                    verdict = _read_line(text)
+                    if verdict.reason:
+                        odd[j] = verdict
+                lo = stop
+        return odd
+
+    def _first_error(self, region: pa.Buffer) -> int | None:
+        """None if ``region`` parses, else the failing row (-1 if Arrow does not say)."""
+        try:
+            pj.read_json(pa.BufferReader(self._quoted(region)),
+                         read_options=pj.ReadOptions(use_threads=False,
+                                                     block_size=region.size + 1),
+                         parse_options=_PARSE_OPTIONS)
+        except pa.ArrowInvalid as exc:
+            if not self.quote_amounts and _NUMERIC_AMOUNT_ERROR in str(exc):
+                self.quote_amounts = True
+                return self._first_error(region)
+            match = _ROW.search(str(exc))
+            return int(match.group(1)) if match else -1
+        return None
+
+    def _by_bisection(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                      piece: np.ndarray, raw: pa.Array, positions: np.ndarray,
+                      ) -> pa.RecordBatch:
+        """The whole piece line by line (bisection down to json.loads)."""
+        lines = [line for _, line in self._bisected(pybuf, starts, ends, piece, raw)]
+        fields = {name: pa.array([None if line.fields is None else line.fields.get(name)
+                                  for line in lines], pa.string()) for name in EVENT_FIELDS}
+        return _assemble(fields, len(lines), self.path, positions, raw,
+                         pa.array([line.reason for line in lines], pa.string()),
+                         pa.array([line.detail for line in lines], pa.string()))
+
+    def _bisected(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                  piece: np.ndarray, raw: pa.Array) -> list[tuple[int, _Line]]:
+        """(index, line) for every line of ``piece``: Arrow on halves that parse,
+        json.loads on pieces of at most _LINE_BY_LINE lines."""
+        out: list[tuple[int, _Line]] = []
+
+        def visit(lo: int, hi: int) -> None:
+            if hi - lo <= _LINE_BY_LINE:
+                texts = raw.slice(lo, hi - lo).to_pylist()
+                out.extend((lo + j, _read_line(text)) for j, text in enumerate(texts))
+                return
+            table = self._read_json(_region(pybuf, starts, ends, piece[lo:hi]))
+            if table is not None and table.num_rows == hi - lo:
+                out.extend((lo + j, _Line(row)) for j, row in enumerate(table.to_pylist()))
+                return
+            mid = (lo + hi) // 2
+            visit(lo, mid)
+            visit(mid, hi)
+
+        visit(0, len(piece))
+        return out
+
+    def _quoted(self, region: pa.Buffer) -> pa.Buffer:
+        """``region`` with numeric amounts quoted, when the file needs it."""
+        if self.quote_amounts and not self.chunk_quoted:
+            return _quote_amounts(region)
+        return region
 
     def _read_json(self, region: pa.Buffer) -> pa.Table | None:
-        data = _quote_amounts(region) if self.quote_amounts else region
+        """All-string parse of a region of lines, or None if Arrow refuses it."""
         try:
             return pj.read_json(
-                pa.BufferReader(data),
+                pa.BufferReader(self._quoted(region)),
                 read_options=pj.ReadOptions(use_threads=self.use_threads,
                                             block_size=self.block_size),
-                parse_options=pj.ParseOptions(
-                    explicit_schema=_FIELD_SCHEMA,
-                    unexpected_field_behavior="ignore",
-                    newlines_in_values=False,
-                ),
+                parse_options=_PARSE_OPTIONS,
             )
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except pa.ArrowInvalid as exc:
             if not self.quote_amounts and _NUMERIC_AMOUNT_ERROR in str(exc):
                 self.quote_amounts = True
                 return self._read_json(region)
             return None
 
-    def _bisect(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                piece: np.ndarray, raw: pa.Array) -> list[pa.Table | list[_Line]]:
-        """Parse ``piece`` (known to hold a bad line) as a list of ordered segments."""
-        if len(piece) <= _LINE_BY_LINE:
-            return [self._line_by_line(raw.to_pylist())]
-        half = len(piece) // 2
-        out: list[pa.Table | list[_Line]] = []
-        for lo, hi in ((0, half), (half, len(piece))):
-            sub = piece[lo:hi]
-            table = self._parse(pybuf, starts, ends, sub)
-            if table is not None:
-                out.append(table)
-            else:
-                out.extend(self._bisect(pybuf, starts, ends, sub, raw.slice(lo, hi - lo)))
-        return out
 
-    def _line_by_line(self, texts: list[str]) -> list[_Line]:
-        """A few lines: classified with json.loads, the good ones parsed by Arrow."""
-        verdicts = [classify_json_line(text) for text in texts]
-        good = [i for i, (reason, _) in enumerate(verdicts) if reason is None]
-        parsed: dict[int, dict[str, str | None]] = {}
-        if good:
-            table = self._read_json(pa.py_buffer("\n".join(texts[i] for i in good).encode()))
-            if table is not None and table.num_rows == len(good):
-                parsed = dict(zip(good, table.to_pylist(), strict=True))
-            else:
-                for i in good:
-                    table = self._read_json(pa.py_buffer(texts[i].encode()))
-                    if table is not None and table.num_rows == 1:
-                        parsed[i] = table.to_pylist()[0]
-                    else:  # json.loads is happy but Arrow is not
-                        verdicts[i] = ("malformed",
-                                       f"not a valid JSON object line: {_arrow_error(texts[i])}")
-        return [_Line(parsed[i]) if i in parsed else _Line(None, *verdicts[i])
-                for i in range(len(texts))]
+def _region(pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+            piece: np.ndarray) -> pa.Buffer:
+    """The bytes from the first line of ``piece`` to the last one's newline."""
+    begin = int(starts[piece[0]])
+    return pybuf.slice(begin, int(ends[piece[-1]]) + 1 - begin)
+
+
+_NUMBER_BYTES = np.zeros(256, dtype=bool)
+_NUMBER_BYTES[list(b"0123456789+-.eE")] = True
+_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_KEY = b'"amount"'
+
+
+def _quote_amount_numbers(whole: pa.StringArray, buf: bytes, cut: int):
+    """``"amount": 12.5`` -> ``"amount": "12.5"`` in ``buf[:cut]``, vectorised.
+
+    Equivalent to the ``_AMOUNT_NUMBER`` regex but a few times faster: the key's
+    occurrences come from one split of the chunk, the number after each is
+    found and checked (JSON number grammar, then ``,`` or ``}``) with numpy and
+    one regex over the short number texts, and the quotes are inserted in one
+    pass. Returns (new buffer, function mapping old byte positions to new).
+    """
+    data = np.frombuffer(buf, dtype=np.uint8, count=cut)
+    parts = pc.split_pattern(whole, _KEY.decode()).values
+    part_ends = np.frombuffer(parts.buffers()[1], dtype=np.int32)[
+        parts.offset + 1:parts.offset + len(parts) + 1].astype(np.int64)
+    found = part_ends[:-1] + np.arange(len(part_ends) - 1) * len(_KEY)  # each key's first byte
+    at = found + len(_KEY)
+
+    def skip_blanks(position: np.ndarray) -> np.ndarray:
+        for _ in range(16):
+            blank = np.isin(data[np.minimum(position, cut - 1)], (9, 32)) & (position < cut)
+            if not blank.any():
+                break
+            position = position + blank
+        return position
+
+    def next_is(position: np.ndarray, allowed: bytes) -> np.ndarray:
+        return (position < cut) & np.isin(data[np.minimum(position, cut - 1)], list(allowed))
+
+    at = skip_blanks(at)
+    at = at[next_is(at, b":")] + 1
+    at = skip_blanks(at)
+    at = at[next_is(at, b"-0123456789")]
+    end = at.copy()
+    active = np.arange(len(end))
+    for _ in range(400):  # numbers of up to 400 characters; longer ones stay unquoted
+        active = active[_NUMBER_BYTES[data[np.minimum(end[active], cut - 1)]]]
+        if not len(active):
+            break
+        end[active] += 1
+    ok = next_is(skip_blanks(end), b",}")
+    lengths = end - at
+    if len(at):
+        gather = np.repeat(at - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        gather += np.arange(int(lengths.sum()))
+        texts = _string_array(pa.py_buffer(data[gather]),
+                              np.concatenate(([0], np.cumsum(lengths))))
+        ok &= _as_bool(pc.match_substring_regex(texts, _JSON_NUMBER))
+    inserts = np.column_stack((at[ok], end[ok])).ravel()
+    quoted = np.insert(data, inserts, 34)
+
+    def moved(position: np.ndarray) -> np.ndarray:
+        return position + np.searchsorted(inserts, position, side="right")
+
+    return pa.py_buffer(quoted), moved
+
+
+def _as_bool(values: pa.Array) -> np.ndarray:
+    return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
 
 
 def _quote_amounts(region: pa.Buffer) -> pa.Buffer:
@@ -445,14 +593,8 @@ def _quote_amounts(region: pa.Buffer) -> pa.Buffer:
     return out.buffers()[2].slice(int(offsets[0]), int(offsets[1] - offsets[0]))
 
 
-def _arrow_error(text: str) -> str:
-    try:
-        pj.read_json(pa.BufferReader(_quote_amounts(pa.py_buffer(text.encode() + b"\n"))),
-                     parse_options=pj.ParseOptions(explicit_schema=_FIELD_SCHEMA,
-                                                   unexpected_field_behavior="ignore"))
-    except Exception as exc:  # noqa: BLE001 - only the message is wanted
-        return str(exc).removeprefix("JSON parse error: ").split("\n")[0]
-    return "the line holds more than one JSON value"
+class _Number(str):
+    """A JSON number kept as its text (json.loads parse_int/parse_float hook)."""
 
 
 class _Reject(Exception):
@@ -472,34 +614,57 @@ def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return obj
 
 
-def classify_json_line(text: str) -> tuple[str | None, str | None]:
-    """(reason, detail) for one JSONL line, or (None, None) when it reads fine.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constants,
+                            parse_int=_Number, parse_float=_Number)
 
-    ``malformed``: not JSON, not an object, NaN/Infinity, a repeated field.
-    ``bad_type``: a contract field with a non-string value (``amount`` may be a
-    number).
+
+def _kind(value: object) -> str:
+    if isinstance(value, _Number):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return _JSON_TYPES.get(type(value), "null")
+
+
+def _read_line(text: str) -> _Line:
+    """One JSONL line read with json.loads: its fields, or why it is rejected.
+
+    ``malformed``: not JSON, not an object, NaN/Infinity, a repeated field, a
+    lone surrogate escape. ``bad_type``: a contract field with a non-string
+    value (``amount`` may be a number: its exact text is kept).
     """
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constants)
+        value = _DECODER.decode(text)
     except _Reject as exc:
-        return "malformed", str(exc)
+        return _Line(None, "malformed", str(exc))
     except (ValueError, RecursionError) as exc:
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        return "malformed", f"not valid JSON: {message}{column}"
+        if isinstance(exc, json.JSONDecodeError):
+            return _Line(None, "malformed", f"not valid JSON: {exc.msg} at column {exc.colno}")
+        return _Line(None, "malformed", f"not valid JSON: {exc}")
     if not isinstance(value, dict):
-        kind = _JSON_TYPES.get(type(value), "a string" if isinstance(value, str) else "null")
-        return "malformed", f"not a JSON object (the line is {kind})"
+        return _Line(None, "malformed", f"not a JSON object (the line is {_kind(value)})")
+    fields: dict[str, str | None] = {}
     for name in EVENT_FIELDS:
         field = value.get(name)
-        if field is None or isinstance(field, str):
-            continue
-        if name == "amount" and isinstance(field, (int, float)) and not isinstance(field, bool):
-            continue
-        kind = _JSON_TYPES.get(type(field), type(field).__name__)
-        expected = "a string or a number" if name == "amount" else "a string"
-        return "bad_type", f"field {name} is {kind}, expected {expected}"
-    return None, None
+        if isinstance(field, _Number) and name == "amount":
+            field = str(field)
+        elif field is not None and (not isinstance(field, str) or isinstance(field, _Number)):
+            expected = "a string or a number" if name == "amount" else "a string"
+            return _Line(None, "bad_type", f"field {name} is {_kind(field)}, expected {expected}")
+        if field is not None:
+            try:
+                field.encode("utf-8")
+            except UnicodeEncodeError:
+                return _Line(None, "malformed",
+                             f"field {name} holds an invalid unicode escape (a lone surrogate)")
+        fields[name] = field
+    return _Line(fields)
+
+
+def classify_json_line(text: str) -> tuple[str | None, str | None]:
+    """(reason, detail) for one JSONL line, or (None, None) when it reads fine."""
+    line = _read_line(text)
+    return line.reason, line.detail
 
 
 # --------------------------------------------------------------------------- CSV

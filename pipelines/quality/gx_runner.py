@@ -64,6 +64,7 @@ class _GX:
     gx: Any
     context: Any
     datasource: Any
+    configuration: Any  # ExpectationConfiguration
     batch_definitions: dict[str, Any] = field(default_factory=dict)
     suites: dict[tuple[Path, str, str], Any] = field(default_factory=dict)
 
@@ -72,24 +73,41 @@ _STATE: _GX | None = None
 _LOCK = threading.RLock()
 
 
+def _silence_gx_logging() -> None:
+    """GX logs at INFO (and sets some of its loggers' levels itself): keep all of it quiet."""
+    names = ["great_expectations", "posthog"] + [
+        name for name in list(logging.root.manager.loggerDict)
+        if name.startswith("great_expectations.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL)
+        logger.propagate = name != "great_expectations" and name != "posthog"
+        if not logger.propagate and not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+
+
 def _gx() -> _GX:
     """Import GX and build the ephemeral context, once per process (call with _LOCK held)."""
     global _STATE
     if _STATE is not None:
         return _STATE
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    for name in ("great_expectations", "great_expectations.core", "posthog"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    _silence_gx_logging()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
 
+        _silence_gx_logging()  # modules imported above set their own levels
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False)
         datasource = context.data_sources.add_pandas(_DATASOURCE)
-    _STATE = _GX(gx=gx, context=context, datasource=datasource)
+    _STATE = _GX(gx=gx, context=context, datasource=datasource,
+                 configuration=ExpectationConfiguration)
     return _STATE
 
 
@@ -113,35 +131,40 @@ def _batch_definition(state: _GX, frame: str) -> Any:
 
 
 def _gx_suite(state: _GX, suite: Suite, frame: str, expectations: list[Expectation]) -> Any:
+    """The GX suite of one frame's expectations (built once per loaded suite file).
+
+    Expectations are built one by one: ``gx.ExpectationSuite`` itself only logs
+    (and drops) an expectation it cannot build.
+    """
     key = (suite.path, suite.name, frame)
     cached = state.suites.get(key)
-    if cached is not None and cached[0] == tuple(e.position for e in expectations) and (
-            cached[1] is suite):
-        return cached[2]
-    configs = []
+    if cached is not None and cached[0] is suite:
+        return cached[1]
+    built = []
     for expectation in expectations:
-        config = dict(expectation.config)
-        config["severity"] = expectation.severity
-        configs.append(config)
-    try:
-        built = state.gx.ExpectationSuite(name=f"{suite.name}.{frame}", expectations=configs)
-    except Exception as error:  # GX raises pydantic / its own errors for bad kwargs
-        culprit = _culprit(state, expectations)
-        raise UserError(f"Great Expectations refuses the suite: {error}".splitlines()[0],
-                        where=f"{suite.path}: {culprit}",
-                        hint="fix the expectation's type or kwargs") from None
-    state.suites[key] = (tuple(e.position for e in expectations), suite, built)
-    return built
-
-
-def _culprit(state: _GX, expectations: list[Expectation]) -> str:
-    """Which expectation GX refuses (built one by one to find it)."""
-    for expectation in expectations:
+        raw = expectation.config
         try:
-            state.gx.ExpectationSuite(name="probe", expectations=[dict(expectation.config)])
-        except Exception:
-            return f"expectation #{expectation.position + 1} ({expectation.name})"
-    return "an expectation"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                configuration = state.configuration(
+                    type=expectation.type, kwargs=dict(raw.get("kwargs", {})),
+                    meta=dict(raw.get("meta", {})), notes=raw.get("notes"),
+                    severity=expectation.severity)
+                built.append(configuration.to_domain_obj())
+        except Exception as error:  # GX raises its own and pydantic errors for bad configs
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            lines = lines or [type(error).__name__]
+            # pydantic: "1 validation error for X" / "<field>" / "<what>": keep field and what
+            message = " ".join(lines[1:3]) if "validation error" in lines[0] else lines[-1]
+            raise UserError(f"Great Expectations refuses the expectation: {message}",
+                            where=f"{suite.path}: expectation #{expectation.position + 1} "
+                                  f"({expectation.name})",
+                            hint="fix its type or kwargs") from None
+    gx_suite = state.gx.ExpectationSuite(name=f"{suite.name}.{frame}", expectations=built)
+    if len(gx_suite.expectations) != len(built):
+        raise UserError("Great Expectations dropped an expectation", where=str(suite.path))
+    state.suites[key] = (suite, gx_suite)
+    return gx_suite
 
 
 def check_suite_definitions(suite: Suite) -> None:
@@ -211,16 +234,14 @@ def _run_frame(suite: Suite, frame: str, table: pa.Table, expectations: list[Exp
         else:
             runnable.append(expectation)
     sample, step = systematic_sample(table, max_rows)
-    notes = [note] if note else []
-    if step > 1:
-        notes.append(f"validated on every {step}th row: {sample.num_rows} of {n} rows")
     sampled = step > 1
+    sample_note = (f"validated on a sample: every {_ordinal(step)} row, "
+                   f"{sample.num_rows} of {n} rows") if sampled else None
     row_counts = [e for e in runnable if e.is_row_count]
     others = [e for e in runnable if not e.is_row_count]
     groups: list[tuple[list[Expectation], pa.Table, bool]] = []
-    if sampled and row_counts:
-        groups.append((row_counts, table.select([]), False))
-        groups.append((others, sample, True))
+    if sampled and row_counts:  # row counts always see the whole frame
+        groups += [(row_counts, table.select([]), False), (others, sample, True)]
     else:
         groups.append((runnable, sample, sampled))
     id_columns = [c for c in batch.id_columns if c in table.column_names]
@@ -228,32 +249,36 @@ def _run_frame(suite: Suite, frame: str, table: pa.Table, expectations: list[Exp
         if not group:
             continue
         needed = set().union(*(e.columns() for e in group))
-        has_map = any(not e.is_row_count for e in group)
-        ids = id_columns if has_map else []
-        columns = [c for c in data.column_names if c in needed or c in ids]
-        results = _validate(suite, frame, group, data.select(columns), values, ids)
+        ids = id_columns if any(not e.is_row_count for e in group) else []
+        data = data.select([c for c in data.column_names if c in needed or c in ids])
+        results = _validate(suite, frame, group, data, values)
+        notes = [x for x in (note, sample_note if is_sample else None) if x]
         for expectation in group:
-            result = results.get(expectation.name)
             outcomes[expectation.name] = _outcome(
-                expectation, result, table, n, data.num_rows,
-                notes if (is_sample or not expectation.is_row_count) else [
-                    x for x in notes if x == note])
+                expectation, results.get(expectation.name), table, data, ids, notes, values)
     return outcomes
 
 
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
 def _validate(suite: Suite, frame: str, expectations: list[Expectation], data: pa.Table,
-              values: dict[str, Any], ids: list[str]) -> dict[str, Any]:
-    """GX results by expectation name."""
+              values: dict[str, Any]) -> dict[str, Any]:
+    """GX results by expectation name.
+
+    ``SUMMARY`` gives the positions of the first failing rows cheaply; asking GX
+    for ``unexpected_index_column_names`` instead would build a record for every
+    failing row (seconds on 100k rows), so example rows are taken from ``data``.
+    """
     import pandas as pd
 
     frame_df = data.to_pandas() if data.num_columns else pd.DataFrame(
         index=pd.RangeIndex(data.num_rows))
     parameters = {k: (pd.Timestamp(v) if isinstance(v, dt.datetime) else v)
                   for k, v in values.items()}
-    result_format: dict[str, Any] = {"result_format": "SUMMARY",
-                                     "partial_unexpected_count": EXAMPLES}
-    if ids:
-        result_format["unexpected_index_column_names"] = ids
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}
     with _LOCK:
         state = _gx()
         gx_suite = _gx_suite(state, suite, frame, expectations)
@@ -266,8 +291,30 @@ def _validate(suite: Suite, frame: str, expectations: list[Expectation], data: p
     return {r.expectation_config.meta.get("name"): r for r in validation.results}
 
 
-def _outcome(expectation: Expectation, result: Any, table: pa.Table, n: int, validated: int,
-             notes: list[str]) -> Outcome:
+def _bounds(expectation: Expectation, values: dict[str, Any]) -> str:
+    """' (expected between 0 and 0.2)' from the kwargs, parameters substituted."""
+    def value(key: str) -> Any:
+        raw = expectation.kwargs.get(key)
+        if isinstance(raw, dict) and "$PARAMETER" in raw:
+            return values.get(raw["$PARAMETER"])
+        return raw
+
+    low, high = value("min_value"), value("max_value")
+    if low is not None and high is not None:
+        return f" (expected between {_fmt(low)} and {_fmt(high)})"
+    if high is not None:
+        return f" (expected at most {_fmt(high)})"
+    if low is not None:
+        return f" (expected at least {_fmt(low)})"
+    return ""
+
+
+def _outcome(expectation: Expectation, result: Any, table: pa.Table, data: pa.Table,
+             ids: list[str], notes: list[str], values: dict[str, Any]) -> Outcome:
+    """(success, observed, examples) of one GX result.
+
+    ``table`` is the whole frame, ``data`` what GX validated (maybe a sample).
+    """
     def with_notes(text: str) -> str:
         return "; ".join([text, *notes]) if notes else text
 
@@ -283,10 +330,10 @@ def _outcome(expectation: Expectation, result: Any, table: pa.Table, n: int, val
         observed_value = details["observed_value"]
         if expectation.is_row_count:
             text = f"{observed_value} row(s)"
-        elif observed_value is None and validated == 0:
+        elif observed_value is None and data.num_rows == 0:
             return True, with_notes("not evaluated: no rows"), None
         else:
-            text = f"observed {_fmt(observed_value)}"
+            text = f"observed {_fmt(observed_value)}{_bounds(expectation, values)}"
     elif "unexpected_count" in details:
         bad, total = details.get("unexpected_count") or 0, details.get("element_count") or 0
         text = f"{bad} of {total} value(s) unexpected"
@@ -299,12 +346,21 @@ def _outcome(expectation: Expectation, result: Any, table: pa.Table, n: int, val
         if expectation.is_row_count:
             examples = _json([_plain_row(r) for r in table.slice(0, EXAMPLES).to_pylist()])
         else:
-            found = details.get("partial_unexpected_index_list") or details.get(
-                "partial_unexpected_list") or []
-            if found and not all(isinstance(x, dict) for x in found):
-                found = details.get("partial_unexpected_list") or []
-            examples = _json([_plain(x) for x in found[:EXAMPLES]]) if found else None
+            examples = _map_examples(expectation, details, data, ids)
     return success, with_notes(text), examples
+
+
+def _map_examples(expectation: Expectation, details: dict[str, Any], data: pa.Table,
+                  ids: list[str]) -> str | None:
+    """The first failing rows: the expectation's columns, then the frame's id columns."""
+    positions = details.get("partial_unexpected_index_list") or []
+    if positions and all(isinstance(p, int) and 0 <= p < data.num_rows for p in positions):
+        own = [c for c in data.column_names if c in expectation.columns()]
+        columns = own + [c for c in ids if c not in own]
+        rows = data.select(columns).take(pa.array(positions[:EXAMPLES], pa.int64())).to_pylist()
+        return _json([_plain_row(r) for r in rows])
+    values = details.get("partial_unexpected_list") or []
+    return _json([_plain(v) for v in values[:EXAMPLES]]) if values else None
 
 
 def _fmt(value: Any) -> str:

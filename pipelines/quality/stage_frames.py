@@ -356,7 +356,7 @@ def frames_from_tables(suite: str, tables: Mapping[str, pa.Table]) -> dict[str, 
 
 
 def systematic_sample(table: pa.Table, max_rows: int) -> tuple[pa.Table, int]:
-    """Every k-th row (rows 0, k, 2k, ...) so that at most ``max_rows`` remain; returns (sample, k)."""
+    """Every k-th row (rows 0, k, 2k, ...), at most ``max_rows`` of them; returns (sample, k)."""
     n = table.num_rows
     if max_rows <= 0 or n <= max_rows:
         return table, 1

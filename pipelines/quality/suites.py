@@ -194,7 +194,8 @@ def coerce_parameter(kind: str, value: Any, now: dt.datetime) -> Any:
             try:
                 parsed = dt.datetime.fromisoformat(text)
             except ValueError:
-                raise ValueError("is not a date, an RFC 3339 timestamp or now[+-]N(d|h|m)") from None
+                raise ValueError(
+                    "is not a date, an RFC 3339 timestamp or now[+-]N(d|h|m)") from None
             if len(text) == 10:  # a date: midnight UTC
                 return parsed.replace(tzinfo=dt.UTC)
             if parsed.tzinfo is None:
@@ -240,7 +241,8 @@ def load_suite(name: str, directory: str | Path | None = None) -> Suite:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read the expectation suite file: {error}", where=str(path)) from None
+        raise UserError(f"cannot read the expectation suite file: {error}",
+                        where=str(path)) from None
     suite = parse_suite(text, path, expected_name=name)
     with _CACHE_LOCK:
         _CACHE[path] = (stamp, suite)

@@ -35,9 +35,7 @@ def fact(event_id: str, booked: str, day: str = "2026-03-01", territory: str = "
 
 def stage(root, facts: list[dict], inputs: int | None = None, rejects: list[dict] = (),
           view_facts: list[dict] | None = None) -> None:
-    table = pa.Table.from_pylist(facts, schema=ATTRIBUTED_EVENTS_SCHEMA.append(
-        pa.field("won_deals", pa.int64())).append(pa.field("lost_deals", pa.int64())).append(
-        pa.field("created_deals", pa.int64())))
+    table = pa.Table.from_pylist(facts, schema=ATTRIBUTED_EVENTS_SCHEMA)
     write_part(root, "attributed_events", table.select(ATTRIBUTED_EVENTS_SCHEMA.names))
     source = table if view_facts is None else pa.Table.from_pylist(view_facts, schema=table.schema)
     for view in ("territory_revenue", "account_manager_revenue"):

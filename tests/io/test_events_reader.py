@@ -172,7 +172,7 @@ def test_malformed_line_among_10k_good_lines(tmp_path):
         ('{"event_id": "a", "event_id": "b"}', "malformed", "field event_id appears more than"),
         ('{"event_id": "a", "amount": NaN}', "malformed", "NaN is not valid JSON"),
         ('{"event_id": "a", "amount": 012}', "malformed", "not valid JSON"),
-        ('{"event_id": "a\\ud800"}', "malformed", "not a valid JSON object line"),
+        ('{"event_id": "a\\ud800"}', "malformed", "invalid unicode escape (a lone surrogate)"),
     ],
 )
 def test_bad_lines_are_classified(tmp_path, text, reason, detail):
@@ -425,3 +425,28 @@ def test_csv_empty_quoted_field_does_not_open_a_quote(tmp_path):
     out = rows(write(tmp_path, "e.csv", text))
     assert [(r["event_id"], r["position"]) for r in out] == [("e1", 2), ("e2", 4)]
     assert out[0]["event_type"] is None  # "" is an empty cell
+
+
+def test_vectorised_amount_quoting_matches_the_regex():
+    """The numpy fast path quotes exactly what the reference regex quotes."""
+    import random
+
+    import numpy as np
+
+    rng = random.Random(7)
+    values = ["12.5", "-0.01", "0", "1e3", "-1.5E-7", "012", "1.", ".5", "--1", "12abc",
+              '"12.5"', "null", "true", "[1]", '{"amount": 3}', "1.2.3", "-", "9" * 70]
+    lines = []
+    for _ in range(2_000):
+        value = rng.choice(values)
+        spaces = [rng.choice(["", " ", "\t", "  "]) for _ in range(3)]
+        prefix = rng.choice(["", '"note": "amount", ', '"x": {"amount": 7}, ', '"a\\"amount": 1, '])
+        suffix = rng.choice(["}", ', "currency": "USD"}', " }"])
+        lines.append("{" + prefix + f'"amount"{spaces[0]}:{spaces[1]}{value}{spaces[2]}' + suffix)
+    text = ("\n".join(lines) + "\n").encode()
+    whole = events_reader._string_array(pa.py_buffer(text), np.array([0, len(text)], np.int32))
+    fast, moved = events_reader._quote_amount_numbers(whole, text, len(text))
+    slow = events_reader._quote_amounts(pa.py_buffer(text))
+    assert fast.to_pybytes() == slow.to_pybytes()
+    newlines = np.flatnonzero(np.frombuffer(text, np.uint8) == 10)
+    assert (np.frombuffer(fast, np.uint8)[moved(newlines)] == 10).all()

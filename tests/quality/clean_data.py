@@ -90,16 +90,17 @@ def reference() -> dict[str, pa.Table]:
 
 
 # (event_id, type, time, account, amount, territory, account manager, territory manager, status)
+OK = "attributed"
 _EVENTS = [
-    ("e01", "deal_created", "2026-03-01T09:00:00Z", "A1", "500.00", "US-CA", "P6", "P3", "attributed"),
-    ("e02", "deal_won", "2026-03-01T10:00:00Z", "A1", "400.00", "US-CA", "P6", "P3", "attributed"),
-    ("e03", "deal_created", "2026-03-01T11:00:00Z", "A2", "250.00", "US-NY", "P5", "P3", "attributed"),
-    ("e04", "deal_lost", "2026-03-01T12:00:00Z", "A2", "250.00", "US-NY", "P5", "P3", "attributed"),
-    ("e05", "deal_stage_changed", "2026-03-01T13:00:00Z", "A3", "90.00", "DE", "P6", "P4", "attributed"),
-    ("e06", "deal_won", "2026-03-02T09:00:00Z", "A3", "90.00", "DE", "P6", "P4", "attributed"),
-    ("e07", "deal_amended", "2026-03-02T10:00:00Z", "A1", "-25.50", "US-CA", "P6", "P3", "attributed"),
-    ("e08", "deal_refunded", "2026-03-02T11:00:00Z", "A3", "10.00", "DE", "P6", "P4", "attributed"),
-    ("e09", "deal_reopened", "2026-03-02T12:00:00Z", "A1", "400.00", "US-CA", "P6", "P3", "attributed"),
+    ("e01", "deal_created", "2026-03-01T09:00:00Z", "A1", "500.00", "US-CA", "P6", "P3", OK),
+    ("e02", "deal_won", "2026-03-01T10:00:00Z", "A1", "400.00", "US-CA", "P6", "P3", OK),
+    ("e03", "deal_created", "2026-03-01T11:00:00Z", "A2", "250.00", "US-NY", "P5", "P3", OK),
+    ("e04", "deal_lost", "2026-03-01T12:00:00Z", "A2", "250.00", "US-NY", "P5", "P3", OK),
+    ("e05", "deal_stage_changed", "2026-03-01T13:00:00Z", "A3", "90.00", "DE", "P6", "P4", OK),
+    ("e06", "deal_won", "2026-03-02T09:00:00Z", "A3", "90.00", "DE", "P6", "P4", OK),
+    ("e07", "deal_amended", "2026-03-02T10:00:00Z", "A1", "-25.50", "US-CA", "P6", "P3", OK),
+    ("e08", "deal_refunded", "2026-03-02T11:00:00Z", "A3", "10.00", "DE", "P6", "P4", OK),
+    ("e09", "deal_reopened", "2026-03-02T12:00:00Z", "A1", "400.00", "US-CA", "P6", "P3", OK),
     ("e10", "deal_won", "2026-03-02T13:00:00Z", "A4", "70.00", UNASSIGNED, UNASSIGNED, UNASSIGNED,
      "no_territory"),
 ]
