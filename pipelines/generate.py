@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -1559,81 +1560,107 @@ class _Written:
     expected: dict
 
 
-def _copies(rows: _Rows, eligible: np.ndarray, rng: np.random.Generator, exact: int,
-            equivalent: int, conflicting: int) -> tuple[list[_Rows], list[str]]:
-    """Repeats of ``rows[eligible]``: exact (same text), equivalent (amount as number vs
-    string: same payload) and conflicting (same event_id, another amount)."""
+def _copies(rows: _Rows, rng: np.random.Generator, exact: int, equivalent: int,
+            conflicting: int) -> dict[str, _Rows]:
+    """Repeats of distinct records of ``rows``: exact (same text), equivalent (amount as
+    number vs string: same payload) and conflicting (same event_id, another amount)."""
     total = exact + equivalent + conflicting
-    if total > len(eligible):
+    if total > len(rows):
         raise AssertionError("more duplicates planned than records to copy")
-    picked = eligible[rng.choice(len(eligible), size=total, replace=False)]
-    source = [picked[:exact], picked[exact:exact + equivalent], picked[exact + equivalent:]]
-    same = rows.take(source[0])
-    swapped = rows.take(source[1])
+    picked = rng.choice(len(rows), size=total, replace=False)
+    same = rows.take(picked[:exact])
+    swapped = rows.take(picked[exact:exact + equivalent])
     swapped.meta["raw:amount"] = ~swapped.meta["raw:amount"]
-    changed = rows.take(source[2])
+    changed = rows.take(picked[exact + equivalent:])
     step = 1000  # 10.00 in a 2-digit currency, 1000 in JPY; keeps the sign rule
     changed.meta["minor"] = changed.meta["minor"] + np.where(changed.meta["minor"] < 0, -step,
                                                              step)
     changed.values["amount"] = _amount_text(changed.meta["minor"], changed.meta["digits"],
                                             changed.meta["style"])
-    copies = [same, swapped, changed]
-    for part in copies:
+    copies = {"exact_duplicate": same, "equivalent_duplicate": swapped,
+              "conflicting_duplicate": changed}
+    for part in copies.values():
         part.meta["key"] = part.meta["key"] + rng.integers(-3600, 3600, len(part)) * _US
-    return copies, ["exact_duplicate", "equivalent_duplicate", "conflicting_duplicate"]
+    return copies
 
 
-def _write_events(directory: Path, plan: _Plan, reference: _Reference, seed: int) -> _Written:
-    """Generate and write the event files one by one; copies may land in the next file."""
+def _clear_stale(directory: Path) -> None:
+    """Remove event files of an earlier run (only our ``part-*`` names)."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in sorted(directory.glob("part-*")):
         if stale.suffix in (".jsonl", ".parquet"):
             stale.unlink()
+
+
+def _tally(parts: dict[str, _Rows], planted: dict[str, int], statuses: np.ndarray) -> None:
+    """Add a file's bad records per reason, boundary events and expected statuses."""
+    for rows in parts.values():
+        reason = rows.meta["reason"]
+        good = reason < 0
+        statuses += np.bincount(rows.meta["status"][good], minlength=len(_STATUSES))
+        by_reason = np.bincount(reason[~good], minlength=len(QUARANTINE_REASONS))
+        for r, count in enumerate(by_reason):
+            planted[QUARANTINE_REASONS[r]] += int(count)
+        planted["boundary_events"] += int((good & rows.meta["anchor"]).sum())
+
+
+@dataclass
+class _Batch:
+    """Rendered records of one file (any order) with their sort keys."""
+
+    rendered: list[pa.Array | pa.Table] = field(default_factory=list)
+    keys: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, rows: _Rows, event_format: str) -> None:
+        self.rendered.append(_render(rows, event_format))
+        self.keys.append(rows.meta["key"])
+
+    def sorted(self) -> pa.Array | pa.Table:
+        """All records in arrival order (sort key, stable)."""
+        order = pa.array(np.argsort(np.concatenate(self.keys), kind="stable"))
+        return _concat_rendered(self.rendered).take(order)
+
+
+def _write_events(directory: Path, plan: _Plan, reference: _Reference, seed: int) -> _Written:
+    """Generate the event files one by one (a third of the copies land in the next file);
+    a background thread writes file c while file c + 1 is generated."""
+    _clear_stale(directory)
     counters = _Counters()
-    carry: list[pa.Array | pa.Table] = []
-    carry_keys: list[np.ndarray] = []
     planted = {reason: 0 for reason in QUARANTINE_REASONS}
     planted.update({k: 0 for k in ("exact_duplicate", "equivalent_duplicate", "boundary_events")
                     + _ATTRIBUTION_KEYS})
     statuses = np.zeros(len(_STATUSES), dtype=np.int64)
-    files, records = [], 0
-    for c in range(plan.files):
-        rng = _rng(seed, c + 1)
-        parts = _file_parts(c, plan, reference, counters, rng)
-        for rows in parts.values():
-            reason, good = rows.meta["reason"], rows.meta["reason"] < 0
-            statuses += np.bincount(rows.meta["status"][good], minlength=len(_STATUSES))
-            by_reason = np.bincount(reason[~good], minlength=len(QUARANTINE_REASONS))
-            for r, count in enumerate(by_reason):
-                planted[QUARANTINE_REASONS[r]] += int(count)
-            planted["boundary_events"] += int((good & rows.meta["anchor"]).sum())
-        valid = parts["valid"]
-        copies, kinds = _copies(valid, np.arange(len(valid)), rng, plan.exact[c],
-                                plan.equivalent[c], plan.conflicting[c])
-        rendered = [_render(rows, plan.event_format) for rows in parts.values()] + carry
-        keys = [rows.meta["key"] for rows in parts.values()] + carry_keys
-        carry, carry_keys = [], []
-        for part, kind in zip(copies, kinds, strict=True):
-            planted[kind] += len(part)
-            if not len(part):
-                continue
-            later = (np.arange(len(part)) % 3 == 0) & (c + 1 < plan.files)  # a third moves on
-            for mask, out, out_keys in ((~later, rendered, keys), (later, carry, carry_keys)):
-                if mask.any():
-                    chosen = part.take(np.nonzero(mask)[0])
-                    out.append(_render(chosen, plan.event_format))
-                    out_keys.append(chosen.meta["key"])
-        merged = _concat_rendered(rendered)
-        order = pa.array(np.argsort(np.concatenate(keys), kind="stable"))
-        merged = merged.take(order)
-        name = f"part-{c:05d}.{plan.event_format}"
-        _write_rendered(directory / name, merged)
-        files.append(f"events/{name}")
-        records += len(merged)
+    files, records, carry = [], 0, _Batch()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = None
+        for c in range(plan.files):
+            rng = _rng(seed, c + 1)
+            parts = _file_parts(c, plan, reference, counters, rng)
+            _tally(parts, planted, statuses)
+            batch, next_carry = _Batch(carry.rendered, carry.keys), _Batch()
+            for rows in parts.values():
+                batch.add(rows, plan.event_format)
+            copies = _copies(parts["valid"], rng, plan.exact[c], plan.equivalent[c],
+                             plan.conflicting[c])
+            for kind, part in copies.items():
+                planted[kind] += len(part)
+                later = (np.arange(len(part)) % 3 == 0) & (c + 1 < plan.files)
+                for mask, target in ((~later, batch), (later, next_carry)):
+                    if mask.any():
+                        target.add(part.take(np.nonzero(mask)[0]), plan.event_format)
+            carry = next_carry
+            merged = batch.sorted()
+            name = f"part-{c:05d}.{plan.event_format}"
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_rendered, directory / name, merged)
+            files.append(f"events/{name}")
+            records += len(merged)
+        if pending is not None:
+            pending.result()
     for code, key in enumerate(_STATUSES[1:], start=1):
         planted[key] = int(statuses[code])
-    expected = _expected(planted, records, statuses)
-    return _Written(records, tuple(files), planted, expected)
+    return _Written(records, tuple(files), planted, _expected(planted, records, statuses))
 
 
 def _file_parts(c: int, plan: _Plan, reference: _Reference, counters: _Counters,

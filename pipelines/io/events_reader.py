@@ -27,24 +27,31 @@ wrong number of fields keep their original text. Parquet has no text form:
 A file that cannot be read at all (missing, unreadable, not UTF-8, corrupt
 Parquet) raises ``pipelines.errors.UserError``.
 
-JSONL design (the hot path): the file is read in byte chunks ending on a
-newline; lines are found with numpy and never visited one by one in Python.
-Each run of up to ``batch_rows`` lines is parsed by a single
-``pyarrow.json.read_json`` call with an all-string schema. When that call fails
-(a bad line somewhere) the run is bisected until the failing lines are
-isolated; pieces of at most 32 lines are classified line by line with
-``json.loads``, so a few bad lines cost a few extra parses, not a Python loop
-over the file. When a file carries ``amount`` as JSON numbers, a vectorised
-regex turns ``"amount": 12.50`` into ``"amount": "12.50"`` before parsing
-(enabled for the rest of the file the first time Arrow reports a numeric
-amount, so files with string amounts never pay for it).
+JSONL design (the hot path, no Python loop per line on clean data): the file
+is read in byte chunks ending on a newline (the partial last line is read again
+with the next chunk); one ``split_pattern`` gives every line's text (``raw``)
+and offsets; each run of up to ``batch_rows`` lines is parsed zero-copy by a
+single ``pyarrow.json.read_json`` call with an all-string schema, and the row
+count must equal the line count (a line holding two objects cannot shift rows).
+When that call fails, Arrow's error names the failing row (single block, so the
+row counts from the start of the region): that line is read with ``json.loads``
+to say why (``malformed``/``bad_type``), parsing resumes after it, and finally
+the run is parsed once more with the bad lines blanked out. Dense runs of bad
+lines are screened with ``json.loads`` instead of one Arrow call per line; any
+disagreement between Arrow and ``json.loads`` falls back to bisection down to
+pieces of 32 lines read with ``json.loads``.
+
+JSON-number amounts: the first time Arrow reports a numeric ``amount`` in a
+file, amounts are quoted before parsing for the rest of the file
+(``"amount": 12.50`` -> ``"amount": "12.50"``, the exact text, vectorised with
+numpy; byte-identical to the regex ``_AMOUNT_NUMBER``, which is used for the
+rest of the chunk in progress). Files with string amounts never pay for it.
 """
 
 from __future__ import annotations
 
 import glob
 import json
-import logging
 import os
 import re
 from collections.abc import Iterator
@@ -60,8 +67,6 @@ import pyarrow.parquet as pq
 from pipelines.errors import UserError
 from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
 
-log = logging.getLogger(__name__)
-
 FORMATS: dict[str, str] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -72,7 +77,6 @@ FORMATS: dict[str, str] = {
 SUPPORTED = ", ".join(sorted(FORMATS))
 
 _FIELD_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in EVENT_FIELDS])
-_FIELD_SET = frozenset(EVENT_FIELDS)
 
 # JSONL tuning.
 _FIRST_READ = 4 << 20  # bytes of the first read; later reads aim at batch_rows lines
@@ -109,11 +113,13 @@ def expand_event_paths(pattern: str) -> list[str]:
     expanded = os.path.expanduser(pattern)
     hint = f"give a file, a directory or a glob of {SUPPORTED} files"
     if os.path.isdir(expanded):
-        candidates = [
-            os.path.join(expanded, name)
-            for name in os.listdir(expanded)
-            if not name.startswith((".", "_"))
-        ]
+        try:
+            names = os.listdir(expanded)
+        except OSError as exc:
+            raise UserError(f"cannot list the events directory: {exc.strerror}",
+                            where=pattern, hint="check its permissions") from None
+        candidates = [os.path.join(expanded, name) for name in names
+                      if not name.startswith((".", "_"))]
     elif os.path.isfile(expanded):
         if _format_of(expanded) is None:
             raise UserError(
@@ -416,6 +422,7 @@ class _JsonlReader:
         odd: dict[int, _Line] = {}
         n = len(piece)
         lo = 0
+        screen = _SCREEN
         while lo < n:
             failed_at = self._first_error(_region(pybuf, starts, ends, piece[lo:]))
             if failed_at is None:
@@ -434,8 +441,11 @@ class _JsonlReader:
                 break
             odd[i] = line
             lo = i + 1
-            if failed_at < _DENSE and line.reason:  # bad lines close together: screen
-                stop = min(n, lo + _SCREEN)  # the next ones with json.loads, not Arrow
+            if failed_at >= _DENSE or not line.reason:
+                screen = _SCREEN
+            else:  # bad lines close together: screen the next ones with json.loads, not
+                stop = min(n, lo + screen)  # Arrow, over longer stretches while it lasts
+                screen = min(4096, screen * 2)
                 for j, text in enumerate(raw.slice(lo, stop - lo).to_pylist(), start=lo):
                     verdict = _read_line(text)
                     if verdict.reason:
@@ -785,11 +795,15 @@ def _iter_csv(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
 
     try:
         with _open(path) as handle:
-            header = pcsv.open_csv(handle, read_options=read_options,
+            header = pcsv.open_csv(handle, read_options=pcsv.ReadOptions(use_threads=False),
                                    parse_options=pcsv.ParseOptions(
                                        newlines_in_values=True,
                                        invalid_row_handler=lambda row: "skip"))
             names = header.schema.names
+        repeated = sorted({n for n in names if n in EVENT_FIELDS and names.count(n) > 1})
+        if repeated:
+            raise UserError(f"CSV header repeats column {repeated[0]}", where=path,
+                            hint="give each column once")
         convert = pcsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                       strings_can_be_null=False)
         with _open(path) as handle:
@@ -861,7 +875,7 @@ def _csv_batch(path, batch, names, invalid, skipped, next_record, line_of):
         if name in names:
             column = batch.column(name)
             fields[name] = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-    cells = [_csv_quote(batch.column(name)) for name in names]
+    cells = [_csv_quote(batch.column(i)) for i in range(batch.num_columns)]
     raw = pc.binary_join_element_wise(*cells, ",") if cells else pa.nulls(n_good, pa.string())
     good = _assemble(fields, n_good, path, line_of(good_numbers), raw)
     if not consumed_bad:

@@ -3,8 +3,9 @@
 Each function returns a small frame of the offending rows (empty when the data
 is clean); the ``reference`` expectation suite then expects those frames to have
 no rows, and shows a few of them as examples when they do. Pure pyarrow/numpy
-(plus small Python loops over territories and rule groups): no Beam, DuckDB or
-Great Expectations here.
+(plus small Python loops over territories): no Beam, DuckDB or Great
+Expectations here. Rule ties and cycle membership reuse ``rules.territory`` so
+the checks see the tree and the rule matching exactly as the enrichment does.
 
 Row numbers (``row``, ``other_row``) are 0-based positions in the input table.
 Intervals are ``[valid_from, valid_to)``; a null ``valid_from`` means "since
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.rules import territory
 from schemas.reference import VALIDITY_TYPE
 
 _NEG_INF = np.iinfo(np.int64).min
@@ -42,11 +44,11 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _normalised(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Trimmed, lower-cased text; empty -> null (how rule fields are compared)."""
+def _trimmed(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Trimmed text, empty -> null (how the loader and the enrichment read ids)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    text = pc.utf8_trim_whitespace(column.cast(pa.string()))
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
@@ -148,50 +150,46 @@ TREE_ROOTS_SCHEMA = pa.schema([
 
 
 def _parents(territories: pa.Table) -> dict[str, str | None]:
-    """territory_id -> parent id (first row of a repeated id wins; '' means root)."""
+    """territory_id -> parent id (trimmed; a root's is None). A territory listed on
+    several rows takes its smallest non-empty parent, as the manager walk-up does
+    (``territory._tree``)."""
     parents: dict[str, str | None] = {}
     ids = territories["territory_id"].to_pylist()
     for tid, parent in zip(ids, territories["parent_territory_id"].to_pylist(), strict=True):
-        if tid is None:
+        tid = tid.strip() if isinstance(tid, str) else tid
+        if not tid:
             continue
-        parent = parent.strip() if isinstance(parent, str) else parent
-        parents.setdefault(tid, parent or None)
+        parent = (parent.strip() if isinstance(parent, str) else parent) or None
+        known = parents.get(tid)
+        if tid not in parents or (parent is not None and (known is None or parent < known)):
+            parents[tid] = parent
     return parents
 
 
 def territory_cycles(territories: pa.Table) -> pa.Table:
     """Territories that are their own ancestor: one row per territory on a cycle.
 
-    ``cycle`` spells the loop from its smallest id, e.g. ``EMEA > DE > EMEA``. A
-    cycle leaves the territories on it (and below it) without a root, so the
-    manager walk-up and the roll-up view cannot terminate properly. When an id
-    appears on several rows, its first row's parent is followed.
+    Which territories lie on a cycle comes from ``territory.territory_cycles``
+    (the walk-up's own view of the tree); ``cycle`` spells each loop from its
+    smallest id, e.g. ``DE > EMEA > DE``. A cycle leaves the territories on it
+    (and below it) without a root: the manager walk-up and the roll-up view
+    cannot terminate properly.
     """
+    on_cycle = territory.territory_cycles(territories)
+    if not on_cycle:
+        return CYCLE_SCHEMA.empty_table()
     parents = _parents(territories)
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    found: list[list[str]] = []
-    for first in sorted(parents):
-        if first in state:
-            continue
-        path: list[str] = []
-        position: dict[str, int] = {}
-        node: str | None = first
-        while node is not None and node in parents and node not in state:
-            state[node] = 1
-            position[node] = len(path)
-            path.append(node)
-            node = parents[node]
-        if node is not None and node in position:
-            found.append(path[position[node]:])
-        for visited in path:
-            state[visited] = 2
+    members = set(on_cycle)
     rows = []
-    for cycle in found:
-        start = cycle.index(min(cycle))
-        loop = cycle[start:] + cycle[:start]
-        text = " > ".join(loop + [loop[0]])
-        rows.extend({"territory_id": t, "parent_territory_id": parents[t], "cycle": text}
-                    for t in loop)
+    for tid in sorted(members):
+        loop, node = [tid], parents.get(tid)
+        while node is not None and node != tid and node in members and len(loop) <= len(members):
+            loop.append(node)
+            node = parents.get(node)
+        start = loop.index(min(loop))
+        loop = loop[start:] + loop[:start]
+        rows.append({"territory_id": tid, "parent_territory_id": parents.get(tid),
+                     "cycle": " > ".join(loop + [loop[0]])})
     return pa.Table.from_pylist(rows, schema=CYCLE_SCHEMA)
 
 
@@ -206,8 +204,8 @@ def roots_per_tree(territories: pa.Table) -> pa.Table:
     a territory listed twice, once as a root; no root means a cycle (see
     ``territory_cycles``) or a parent that does not exist (``orphan_references``).
     """
-    ids = territories["territory_id"].to_pylist()
-    parent_values = territories["parent_territory_id"].to_pylist()
+    ids = _trimmed(territories["territory_id"]).to_pylist()
+    parent_values = _trimmed(territories["parent_territory_id"]).to_pylist()
     link: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -224,8 +222,7 @@ def roots_per_tree(territories: pa.Table) -> pa.Table:
             continue
         members.add(tid)
         find(tid)
-        parent = parent.strip() if isinstance(parent, str) else parent
-        if not parent:
+        if parent is None:
             roots.add(tid)
         else:
             a, b = find(tid), find(parent)
@@ -259,13 +256,12 @@ def orphan_references(rows: pa.Table, column: str, referenced: pa.Table,
 
     E.g. ``orphan_references(territory_rules, "territory_id", territories,
     "territory_id")``: rules pointing at a territory that does not exist.
-    Values are compared exactly. The result is ``rows``' columns plus ``row``.
+    Values are compared trimmed. The result is ``rows``' columns plus ``row``.
     """
-    values = rows[column]
-    known = pc.unique(referenced[referenced_column].combine_chunks())
-    present = pc.and_(pc.is_valid(values), pc.not_equal(pc.utf8_trim_whitespace(
-        values.cast(pa.string())), ""))
-    missing = pc.and_(present, pc.invert(pc.fill_null(pc.is_in(values, value_set=known), False)))
+    values = _trimmed(rows[column])
+    known = pc.unique(_trimmed(referenced[referenced_column]).drop_null())
+    missing = pc.and_(pc.is_valid(values),
+                      pc.invert(pc.fill_null(pc.is_in(values, value_set=known), False)))
     index = pa.array(np.arange(rows.num_rows), pa.int64())
     with_row = rows.add_column(0, "row", index)
     relaxed = pa.schema([f.with_nullable(True) for f in with_row.schema])
@@ -273,101 +269,36 @@ def orphan_references(rows: pa.Table, column: str, referenced: pa.Table,
 
 
 TIE_SCHEMA = pa.schema([
-    pa.field("country", pa.string()),
-    pa.field("region", pa.string()),
-    pa.field("city", pa.string()),
-    pa.field("postal_prefix", pa.string()),
+    pa.field("account_id", pa.string()),
     pa.field("territory_id", pa.string()),
     pa.field("other_territory_id", pa.string()),
-    pa.field("rule_row", pa.int64()),
-    pa.field("other_rule_row", pa.int64()),
     pa.field("valid_from", VALIDITY_TYPE),
     pa.field("valid_to", VALIDITY_TYPE),
-    pa.field("accounts", pa.int64()),
-    pa.field("example_account_id", pa.string()),
+    pa.field("specificity", pa.int64()),
 ])
-
-_RULE_FIELDS = ("country", "region", "city", "postal_prefix")
-
-
-def _matching_accounts(accounts: pa.Table, normalised: dict[str, pa.Array],
-                       pattern: tuple[str | None, ...]) -> pa.Array:
-    """Boolean mask of accounts a rule pattern (normalised fields) matches."""
-    country, region, city, prefix = pattern
-    mask = pc.equal(normalised["country"], country) if country is not None else pa.array(
-        np.zeros(accounts.num_rows, dtype=bool))
-    for value, field in ((region, "region"), (city, "city")):
-        if value is not None:
-            mask = pc.and_(mask, pc.equal(normalised[field], value))
-    if prefix is not None:
-        mask = pc.and_(mask, pc.starts_with(normalised["postal_code"], prefix))
-    return pc.fill_null(mask, False)
 
 
 def equally_specific_rule_ties(accounts: pa.Table, rules: pa.Table) -> pa.Table:
-    """Pairs of territory rules that tie for one account at one time.
+    """Accounts matched by two equally specific rules of different territories at one time.
 
-    Two rules are equally specific when their ``postal_prefix`` has the same
-    length and they leave the same fields empty (CONTRACT.md: longest prefix,
-    then city, then region, then country). Two equally specific rules can only
-    both match one account when their non-empty fields are equal (trimmed,
-    case-insensitive) and their prefixes, of equal length, are equal too: so a
-    tie is two rules with the same normalised pattern, different territories
-    and overlapping validity, that match at least one account. The pipeline
-    resolves such a tie by the smallest ``territory_id``; it is still a
-    reference-data error. Reported conservatively: a tie is listed even if an
-    even more specific rule wins for that account during the whole overlap.
-    ``valid_from``/``valid_to`` are the overlap; ``accounts`` counts the
-    accounts matching the pattern.
+    One row per (account, pair of territories, overlap of the two rules'
+    validity); ``valid_from``/``valid_to`` is the overlap (null = unbounded),
+    ``specificity`` the rules' priority. Computed by
+    ``territory.territory_rule_ties``, i.e. with exactly the matching and
+    specificity the enrichment uses (trimmed, case-insensitive fields, postal
+    prefix); the enrichment resolves a tie by the smallest ``territory_id``, so
+    this is a reference-data error, not a crash. Conservative: a tie is listed
+    even when a more specific rule wins for that account during the overlap.
     """
-    if rules.num_rows < 2 or accounts.num_rows == 0:
+    ties = territory.territory_rule_ties(accounts, rules)
+    if ties.num_rows == 0:
         return TIE_SCHEMA.empty_table()
-    fields = {f: _normalised(rules[f]).to_pylist() for f in _RULE_FIELDS}
-    territory = rules["territory_id"].to_pylist()
-    starts = _micros(rules["valid_from"], _NEG_INF)
-    ends = _micros(rules["valid_to"], _POS_INF)
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i in range(rules.num_rows):
-        groups[tuple(fields[f][i] for f in _RULE_FIELDS)].append(i)
-    account_fields = {f: _normalised(accounts[f]) for f in ("country", "region", "city",
-                                                             "postal_code")}
-    account_ids = accounts["account_id"]
-    rows = []
-    for pattern, members in sorted(groups.items(), key=lambda item: item[1][0]):
-        if len({territory[i] for i in members}) < 2:
-            continue
-        pairs = []
-        for a_pos, a in enumerate(members):
-            for b in members[a_pos + 1:]:
-                if territory[a] == territory[b]:
-                    continue
-                lo, hi = max(starts[a], starts[b]), min(ends[a], ends[b])
-                if lo < hi:
-                    pairs.append((a, b, lo, hi))
-        if not pairs:
-            continue
-        mask = _matching_accounts(accounts, account_fields, pattern)
-        matched = account_ids.filter(mask)
-        if len(matched) == 0:
-            continue
-        example = min(v for v in matched.to_pylist() if v is not None) if matched.null_count < len(
-            matched) else None
-        for a, b, lo, hi in pairs:
-            first, second = sorted((a, b), key=lambda i: (territory[i] or "", i))
-            rows.append({
-                **dict(zip(_RULE_FIELDS, pattern, strict=True)),
-                "territory_id": territory[first], "other_territory_id": territory[second],
-                "rule_row": first, "other_rule_row": second,
-                "valid_from": None if lo == _NEG_INF else lo,
-                "valid_to": None if hi == _POS_INF else hi,
-                "accounts": len(matched), "example_account_id": example,
-            })
-    if not rows:
-        return TIE_SCHEMA.empty_table()
-    plain = pa.schema([f if f.name not in ("valid_from", "valid_to") else f.with_type(pa.int64())
-                       for f in TIE_SCHEMA])
-    table = pa.Table.from_pylist(rows, schema=plain)
-    for name in ("valid_from", "valid_to"):
-        position = table.schema.get_field_index(name)
-        table = table.set_column(position, name, table[name].cast(VALIDITY_TYPE))
-    return table
+    pair = ties["territory_ids"].combine_chunks()
+    return pa.table({
+        "account_id": ties["account_id"],
+        "territory_id": pc.list_element(pair, 0),
+        "other_territory_id": pc.list_element(pair, 1),
+        "valid_from": ties["valid_from"],
+        "valid_to": ties["valid_to"],
+        "specificity": ties["specificity"],
+    }).cast(TIE_SCHEMA)

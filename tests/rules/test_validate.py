@@ -12,7 +12,7 @@ from pipelines.rules.validate import REASON_ORDER, rejects_from, validate_events
 from schemas.events import EVENT_SCHEMA, EVENT_TYPES, QUARANTINE_REASONS, RAW_EVENT_SCHEMA
 from schemas.rejects import REJECT_SCHEMA
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 GOOD = {
     "event_id": "evt-1",
@@ -132,7 +132,8 @@ def test_reason_order_follows_the_contract_except_currency_before_amount():
         ({"amount": "10."}, "bad_amount", "is not a plain decimal"),
         ({"amount": "NaN"}, "bad_amount", "is not a plain decimal"),
         ({"amount": "10000000000000"}, "bad_amount", "is too large"),
-        ({"amount": "12.345"}, "bad_amount", "amount '12.345' has more decimals than USD allows (2)"),
+        ({"amount": "12.345"}, "bad_amount",
+         "amount '12.345' has more decimals than USD allows (2)"),
         ({"amount": "-5.00"}, "bad_amount", "deal_won amount must be > 0, got -5.00"),
     ],
 )
