@@ -60,9 +60,9 @@ class RunSummary:
 def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database, turning a lock conflict into a message that says what to do."""
     try:
-        # No progress bar: it would draw over the CLI's own output.
-        return duckdb.connect(str(db_path), read_only=read_only,
-                              config={"enable_progress_bar": False})
+        con = duckdb.connect(str(db_path), read_only=read_only)
+        _exec(con, "SET enable_progress_bar = false")  # it would draw over the CLI's output
+        return con
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             raise UserError(
