@@ -44,7 +44,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.events import EVENT_FIELDS, EVENT_TYPES, QUARANTINE_REASONS, REQUIRED_FIELDS
-from schemas.money import CURRENCY_MINOR_UNITS, minor_units
+from schemas.money import DEFAULT_REPORTING_CURRENCY, minor_units
+from schemas.outputs import ATTRIBUTION_STATUSES
 from schemas.reference import REFERENCE_FILE_COLUMNS
 
 EVENTS_PER_FILE = 100_000
@@ -245,8 +246,9 @@ def generate_dataset(
     written = _write_events(out_dir / "events", plan, reference, seed)
     planted = {**written.planted, **reference.counts}
     summary = GenerationSummary(written.records, written.files, planted)
-    manifest = _manifest(summary, reference, written, plan, seed, bad_rate, accounts, territories)
-    manifest["reference_files"] = reference_files
+    manifest = _manifest(summary, reference, written, plan, reference_files,
+                         {"seed": seed, "bad_rate": bad_rate, "accounts": accounts,
+                          "territories": territories})
     (out_dir / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
@@ -497,25 +499,29 @@ def _since(u: float, v: float) -> str:
     return day.isoformat()
 
 
-def _territory_managers(tree: _Tree, people: _People, rng: np.random.Generator,
-                        ) -> tuple[list[tuple[str, ...]], dict[str, str], dict]:
-    """Manager rows (changes, late start, states without manager); first manager per node."""
-    first: dict[str, str] = {}
-    vp = people.add("territory_manager", "")
-    first["T-GLOBAL"] = vp
+def _first_managers(tree: _Tree, people: _People, rng: np.random.Generator) -> dict[str, str]:
+    """The first manager of every managed territory, top-down (reports_to = parent's)."""
+    first = {"T-GLOBAL": people.add("territory_manager", "")}
     for country_id in tree.countries:
-        first[country_id] = people.add("territory_manager", vp)
+        first[country_id] = people.add("territory_manager", first["T-GLOBAL"])
     for group_id in tree.groups:
         first[group_id] = people.add("territory_manager", first[tree.parent[group_id]])
     for state in tree.states:
         if state.territory_id not in _NO_MANAGER_STATES:
-            boss = first[state.group_id]
-            first[state.territory_id] = people.add("territory_manager", boss)
+            first[state.territory_id] = people.add("territory_manager", first[state.group_id])
     for state in tree.states:
         boss = first.get(state.territory_id, first[state.group_id])
         for territory_id, _, _ in state.cities:
             if rng.random() < 0.4:
                 first[territory_id] = people.add("territory_manager", boss)
+    return first
+
+
+def _territory_managers(tree: _Tree, people: _People, rng: np.random.Generator,
+                        ) -> tuple[list[tuple[str, ...]], dict[str, str], dict]:
+    """Manager rows: ~10% change hands inside the period (two fixed), one city's manager
+    starts late (walk-up before), some states have none. Also the first manager per node."""
+    first = _first_managers(tree, people, rng)
     changes: dict[str, tuple[int, str]] = {
         "T-US-WA": (_WA_MANAGER_CHANGE, "utc"), "T-DE-BY": (_BY_MANAGER_CHANGE, "date")}
     candidates = [t for t in first if t != "T-GLOBAL" and t not in changes]
@@ -525,14 +531,13 @@ def _territory_managers(tree: _Tree, people: _People, rng: np.random.Generator,
     cities = [t for t in candidates if t not in changes and tree.parent[t] in first
               and len(t.split("-")) == 4]
     late = cities[int(rng.integers(len(cities)))] if cities else ""
-    late_from = _START + int(rng.integers(20, 60)) * _DAY
+    late_from = _instant_text(_START + int(rng.integers(20, 60)) * _DAY, "date")
     rows: list[tuple[str, ...]] = []
     for territory_id, manager in first.items():
         if territory_id == late:
-            rows.append((territory_id, manager, _instant_text(late_from, "date"), ""))
+            rows.append((territory_id, manager, late_from, ""))
         elif territory_id in changes:
-            at, style = changes[territory_id]
-            text = _instant_text(at, style)
+            text = _instant_text(*changes[territory_id])
             successor = people.add("territory_manager", _boss_of(people, manager))
             rows.append((territory_id, manager, _since(*rng.random(2)), text))
             rows.append((territory_id, successor, text, ""))
@@ -719,44 +724,51 @@ def _build_accounts(tree: _Tree, n: int, managers: list[str], rng: np.random.Gen
     return out
 
 
+def _other(managers: list[str], manager: str, rng: np.random.Generator) -> str:
+    """Another account manager than ``manager``."""
+    k = managers.index(manager)
+    return managers[(k + 1 + int(rng.integers(max(1, len(managers) - 1)))) % len(managers)]
+
+
 def _assign(out: _Accounts, account_id: str, cls: int, country: str, managers: list[str],
             u: list[float], rng: np.random.Generator) -> None:
     """Append one account's assignment rows and its gap / no-manager facts.
 
-    ``u``: 3 uniform draws for the common case; rarer classes draw from ``rng``."""
-    first = _pick_one(managers, u[0])
-
-    def other(manager: str) -> str:
-        k = managers.index(manager)
-        return managers[(k + 1 + int(rng.integers(max(1, len(managers) - 1)))) % len(managers)]
-
-    offset = {"US": -300, "DE": 60}.get(country, 0)
+    ``cls`` as in ``_account_classes``; ``u``: 3 uniform draws for the common case,
+    the rarer classes draw from ``rng``."""
     out.no_manager.append(cls == 1)
     out.gap.append((0, 0))
     if cls == 1:
         return
-    since = _since(u[1], u[2])
+    first, since = _pick_one(managers, u[0]), _since(u[1], u[2])
     if cls == 0:
         out.assignments.append((account_id, first, since, ""))
-        return
-    if cls == 2:
+    elif cls == 2:
         start, style = _random_instant(rng, 5, PERIOD_DAYS - 30)
         end = start + int(rng.integers(3, 20)) * _DAY + int(rng.integers(0, 8)) * 3600
         out.assignments.append((account_id, first, since, _instant_text(start, style)))
-        out.assignments.append((account_id, other(first), _instant_text(end), ""))
+        out.assignments.append((account_id, _other(managers, first, rng), _instant_text(end), ""))
         out.gap[-1] = (start * _US, end * _US)
-        return
+    else:
+        _reassign(out, account_id, cls - 2, country, managers, first, since, rng)
+
+
+def _reassign(out: _Accounts, account_id: str, times: int, country: str, managers: list[str],
+              first: str, since: str, rng: np.random.Generator) -> None:
+    """Rows of an account reassigned ``times`` times inside the period: valid_to of one
+    row = valid_from of the next (a date, a UTC timestamp or one in local offset)."""
     if account_id == "ACC-000001":
         moments = [(_REASSIGN_AT, "utc")]
     else:
-        moments = sorted(_random_instant(rng, 8, PERIOD_DAYS - 8) for _ in range(cls - 2))
+        moments = sorted(_random_instant(rng, 8, PERIOD_DAYS - 8) for _ in range(times))
+    offset = {"US": -300, "DE": 60}.get(country, 0)
     manager, valid_from = first, since
     for at, style in moments:
         if style != "date" and rng.random() < 0.2:
             style = "offset"  # same instant, written with the account's local offset
         text = _instant_text(at, style, offset)
         out.assignments.append((account_id, manager, valid_from, text))
-        successor = other(manager)
+        successor = _other(managers, manager, rng)
         if account_id == "ACC-000001":
             out.reassignment = {"kind": "account_reassignment", "account_id": account_id,
                                 "at": text, "before": manager, "after": successor}
@@ -947,31 +959,63 @@ def _write_reference(directory: Path, tables: dict[str, list[tuple[str, ...]]]) 
 class _Rows:
     """Event records column-wise: text per field (null = absent) and numpy metadata.
 
-    ``meta`` holds ``key`` (sort key), ``time_us``, ``minor``, ``digits``,
-    ``style`` (amount text style), ``status`` (expected attribution, -1 for a
-    bad record), ``reason`` (index into ``QUARANTINE_REASONS`` or -1),
-    ``malformed`` (variant, 0 none), ``alt`` (alternative key order) and
-    ``raw:<field>`` (emit the value as a JSON literal, unquoted).
+    ``values`` holds texts computed so far (and a defect's replacements); the
+    deal-level fields and type/stage are derived from ``meta`` on first use
+    (``column``), as the compact JSON path never needs them per record. ``meta``
+    holds ``key`` (sort key), ``time_us``, ``minor``, ``digits``, ``style``
+    (amount text style), ``status`` (expected attribution, -1 for a bad record),
+    ``reason`` (index into ``QUARANTINE_REASONS`` or -1), ``malformed`` (variant,
+    0 none), ``alt`` (spaced layout), ``anchor``, ``raw:<field>`` (emit as a JSON
+    literal) and the codes ``type``, ``stage``, ``deal``, ``account``,
+    ``currency``, ``product``, ``owner``, ``source``.
     """
 
     values: dict[str, pa.Array]
     meta: dict[str, np.ndarray]
+    index: _AccountIndex
 
     def __len__(self) -> int:
         return len(self.meta["key"])
 
+    def column(self, name: str) -> pa.Array:
+        """The texts of field ``name`` (null = absent)."""
+        if name not in self.values:
+            self.values[name] = _derive(self, name)
+        return self.values[name]
+
     def take(self, index: np.ndarray) -> _Rows:
         positions = pa.array(np.asarray(index, dtype=np.int64))
         return _Rows({k: v.take(positions) for k, v in self.values.items()},
-                     {k: v[index] for k, v in self.meta.items()})
+                     {k: v[index] for k, v in self.meta.items()}, self.index)
 
     @staticmethod
     def concat(parts: list[_Rows]) -> _Rows:
-        first = parts[0]
+        names = list(dict.fromkeys(k for p in parts for k in p.values))
         return _Rows(
-            {k: pa.concat_arrays([p.values[k] for p in parts]) for k in first.values},
-            {k: np.concatenate([p.meta[k] for p in parts]) for k in first.meta},
+            {k: pa.concat_arrays([p.column(k) for p in parts]) for k in names},
+            {k: np.concatenate([p.meta[k] for p in parts]) for k in parts[0].meta},
+            parts[0].index,
         )
+
+
+# Derived text columns: field -> (table, meta code); a negative code = absent.
+_LOOKUPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "event_type": (EVENT_TYPES, "type"), "currency": (CURRENCIES, "currency"),
+    "stage": (_STAGES, "stage"), "product": (_PRODUCTS, "product"),
+    "source_system": (_SOURCE_SYSTEMS, "source"),
+}
+
+
+def _derive(rows: _Rows, name: str) -> pa.Array:
+    """A text column computed from the codes in ``rows.meta``."""
+    if name == "deal_id":
+        return _ids("opp-", rows.meta["deal"], 8)
+    if name == "account_id":
+        return rows.index.ids.take(pa.array(rows.meta["account"]))
+    if name == "opportunity_owner_id":
+        return _pick(rows.index.owners, rows.meta["owner"])
+    table, code = _LOOKUPS[name]
+    return _pick(table, rows.meta[code])
 
 
 @dataclass
@@ -1104,7 +1148,9 @@ def _rows_from(ev: dict[str, np.ndarray], show: dict[str, np.ndarray], index: _A
         "key": ev["key"], "time_us": ev["time_us"], "minor": ev["minor"], "digits": digits,
         "style": show["style"], "status": _expected_status(ev["account"], ev["time_us"], index),
         "reason": np.full(n, -1, np.int8), "malformed": np.zeros(n, np.int8),
-        "alt": show["alt"], "type": ev["type"], "stage": ev["stage"],
+        "alt": show["alt"], "type": ev["type"], "stage": ev["stage"], "deal": ev["deal"],
+        "account": ev["account"], "currency": ev["currency"], "product": ev["product"],
+        "owner": ev["owner"], "source": ev["source"],
     }
     for name in REQUIRED_FIELDS:
         meta[f"raw:{name}"] = np.zeros(n, dtype=bool)
@@ -1115,25 +1161,15 @@ def _rows_from(ev: dict[str, np.ndarray], show: dict[str, np.ndarray], index: _A
     per_deal = {"deal": deals, "account": ev["account"][first],
                 "currency": ev["currency"][first], "product": ev["product"][first],
                 "opportunity_owner_id": ev["owner"][first], "source_system": ev["source"][first]}
-    by_event = pa.array(inverse.astype(np.int64))
     values = {
-        "deal_id": _ids("opp-", ev["deal"], 8),
-        "account_id": index.ids.take(pa.array(ev["account"])),
-        "currency": _pick(CURRENCIES, ev["currency"]),
-        "product": _pick(_PRODUCTS, ev["product"]),
-        "opportunity_owner_id": _pick(index.owners, ev["owner"]),
-        "source_system": _pick(_SOURCE_SYSTEMS, ev["source"]),
-        "_deal_json": _deal_json(per_deal, index).take(by_event),
-    }
-    values.update({
         "event_id": _ids("evt-", ids, 9),
-        "event_type": _pick(EVENT_TYPES, ev["type"]),
         "event_time": _time_text(ev["time_us"], show["offset"], show["frac"]),
         "amount": _amount_text(ev["minor"], digits, show["style"]),
-        "stage": _pick(_STAGES, ev["stage"]),
         "crm_meta": _crm_meta(batch),
-    })
-    return _Rows(values, meta)
+        # Not a field: the deal-constant middle of a compact JSON line (_compact_lines).
+        "_deal_json": _deal_json(per_deal, index).take(pa.array(inverse.astype(np.int64))),
+    }
+    return _Rows(values, meta, index)
 
 
 def _fragment_table(name: str, values: tuple[str, ...] | pa.Array) -> pa.Array:
@@ -1318,7 +1354,7 @@ def _defect_missing(rows: _Rows, variant: str, rng: np.random.Generator) -> None
 def _defect_type(rows: _Rows, variant: str, rng: np.random.Generator) -> None:
     parts = variant.split(":")
     kind, name = parts[-2], parts[-1]
-    n, current = len(rows), rows.values[name]
+    n, current = len(rows), rows.column(name)
     if kind == "long":
         _set(rows, name, _join(current, "-", "0" * 128))
     elif kind == "number" and name == "event_time":
@@ -1337,7 +1373,7 @@ def _defect_event_type(rows: _Rows, variant: str, rng: np.random.Generator) -> N
 
 
 def _defect_timestamp(rows: _Rows, variant: str, rng: np.random.Generator) -> None:
-    current = rows.values["event_time"]
+    current = rows.column("event_time")
     if variant == "no_offset":
         _set(rows, "event_time", pc.replace_substring_regex(current, r"(Z|[+-]\d\d:\d\d)$", ""))
     elif variant == "date_only":
@@ -1385,7 +1421,7 @@ def _fragments(rows: _Rows, order: tuple[str, ...], comma: str, colon: str) -> p
     """``{"k":v,...}`` per row; absent (null) fields are left out."""
     pieces = []
     for name in order:
-        values = rows.values[name]
+        values = rows.column(name)
         prefix = f'{comma}"{name}"{colon}'
         quoted = _join(prefix + '"', values, '"')
         raw = rows.meta.get(f"raw:{name}")
@@ -1405,7 +1441,7 @@ def _malformed(lines: pa.Array, rows: _Rows) -> pa.Array:
     if not mask.any():
         return lines
     selected = pa.array(mask)
-    old, ids, codes = lines.filter(selected), rows.values["event_id"].filter(selected), code[mask]
+    old, ids, codes = lines.filter(selected), rows.column("event_id").filter(selected), code[mask]
     new = old
     for variant, number in _MALFORMED_CODES.items():
         if not (codes == number).any():
@@ -1477,7 +1513,7 @@ def _render_jsonl(rows: _Rows) -> pa.Array:
 
 def _render_parquet(rows: _Rows) -> pa.Table:
     """The records as a table of string columns (null = absent)."""
-    return pa.table({name: rows.values[name] for name in _PARQUET_COLUMNS})
+    return pa.table({name: rows.column(name) for name in _PARQUET_COLUMNS})
 
 
 def _render(rows: _Rows, event_format: str) -> pa.Array | pa.Table:
@@ -1684,32 +1720,34 @@ def _file_parts(c: int, plan: _Plan, reference: _Reference, counters: _Counters,
 
 
 def _expected(planted: dict[str, int], records: int, statuses: np.ndarray) -> dict:
-    """What a correct pipeline reports for these files."""
+    """What a correct pipeline reports for these files (reporting currency USD; the global
+    territory always has a manager, so no_territory_manager cannot occur)."""
     quarantined = {reason: planted[reason] for reason in QUARANTINE_REASONS}
     duplicates = planted["exact_duplicate"] + planted["equivalent_duplicate"]
+    status = {s: 0 for s in ATTRIBUTION_STATUSES}
+    status.update({s: int(statuses[i]) for i, s in enumerate(_STATUSES)})
     return {
+        "reporting_currency": DEFAULT_REPORTING_CURRENCY,
         "input_records": records,
         "accepted": int(statuses.sum()),
         "duplicates": duplicates,
         "quarantined": sum(quarantined.values()),
         "quarantined_by_reason": quarantined,
-        "attribution_status": {s: int(statuses[i]) for i, s in enumerate(_STATUSES)},
+        "attribution_status": status,
     }
 
 
 def _manifest(summary: GenerationSummary, reference: _Reference, written: _Written,
-              plan: _Plan, seed: int, bad_rate: float, accounts: int | None,
-              territories: int | None) -> dict:
+              plan: _Plan, reference_files: list[str], args: dict) -> dict:
     """manifest.json content (no clock, no paths outside out_dir)."""
     return {
         "generator": "revattr.generate/1",
-        "seed": seed,
-        "args": {"events": summary.events_written, "bad_rate": bad_rate,
-                 "event_format": plan.event_format, "accounts": accounts,
-                 "territories": territories},
+        "seed": args["seed"],
+        "args": {"events": summary.events_written, "event_format": plan.event_format, **args},
         "period": {"start": _instant_text(_START), "end": _instant_text(_END)},
         "events_written": summary.events_written,
         "files": list(summary.files),
+        "reference_files": reference_files,
         "planted": dict(sorted(summary.planted.items())),
         "expected": written.expected,
         "reference": {"accounts": len(reference.tables["accounts"]),
@@ -1718,5 +1756,3 @@ def _manifest(summary: GenerationSummary, reference: _Reference, written: _Writt
         "no_fx_currencies": list(NO_FX_CURRENCIES),
     }
 
-
-assert all(c in CURRENCY_MINOR_UNITS for c in NO_FX_CURRENCIES + CURRENCIES)

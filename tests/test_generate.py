@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -329,9 +329,12 @@ def test_attribution_statuses_match_an_independent_computation(
         generated: tuple, outcome: Outcome, manifest: dict) -> None:
     statuses = attribution(generated[0], outcome.accepted)
     planted = manifest["planted"]
+    expected = manifest["expected"]["attribution_status"]
     for key in ("unknown_account", "no_account_manager", "no_territory"):
         assert planted[key] > 0, key
-        assert statuses[key] == planted[key] == manifest["expected"]["attribution_status"][key]
+        assert statuses[key] == planted[key] == expected[key]
+    assert expected["no_territory_manager"] == 0
+    assert sum(expected.values()) == manifest["expected"]["accepted"]
 
 
 def test_every_event_type_and_the_format_variety_are_present(outcome: Outcome) -> None:

@@ -323,6 +323,14 @@ class _JsonlReader:
             raw_offsets = np.append(offsets[kept], offsets[kept[-1] + 1])
             raw_all = _string_array(lines.buffers()[2], raw_offsets)
 
+        # Arrow reads a line `null` as a row of nulls: every line that does not open an
+        # object is left to json.loads (it is refused or malformed anyway).
+        first = data[starts[kept]]
+        suspect = first != ord("{")
+        for j in np.flatnonzero(suspect & np.isin(first, (9, 13, 32))):
+            line_text = buf[starts[kept[j]]:ends[kept[j]]]
+            suspect[j] = not line_text.lstrip(b" \t\r").startswith(b"{")
+
         # Numeric amounts (known from an earlier chunk): quote them for the whole chunk
         # at once; the line positions move with the inserted quotes.
         self.chunk_quoted = self.quote_amounts
@@ -335,7 +343,8 @@ class _JsonlReader:
             piece = kept[lo:lo + self.batch_rows]
             raw = raw_all.slice(lo, len(piece))
             positions = piece + (lines_before + 1)
-            yield self._piece(pybuf, starts, ends, piece, raw, positions)
+            yield self._piece(pybuf, starts, ends, piece, raw, positions,
+                              suspect[lo:lo + self.batch_rows])
         return n_lines
 
     def _check_utf8(self, buf: bytes, cut: int, lines_before: int) -> pa.StringArray:
@@ -359,18 +368,23 @@ class _JsonlReader:
     # ---- parsing
 
     def _piece(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-               piece: np.ndarray, raw: pa.Array, positions: np.ndarray) -> pa.RecordBatch:
-        """One output batch for the kept lines ``piece`` (indices into starts/ends)."""
+               piece: np.ndarray, raw: pa.Array, positions: np.ndarray,
+               suspect: np.ndarray) -> pa.RecordBatch:
+        """One output batch for the kept lines ``piece`` (indices into starts/ends);
+        ``suspect`` marks the lines that do not start with ``{``."""
         n = len(piece)
         region = _region(pybuf, starts, ends, piece)
-        table = self._read_json(region)
-        if table is not None and table.num_rows == n:  # the hot path: all lines good
-            fields = {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}
-            return _assemble(fields, n, self.path, positions, raw)
+        odd: dict[int, _Line] = {int(i): _read_line(raw[int(i)].as_py())
+                                 for i in np.flatnonzero(suspect)}
+        if not odd:
+            table = self._read_json(region)
+            if table is not None and table.num_rows == n:  # the hot path: all lines good
+                fields = {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}
+                return _assemble(fields, n, self.path, positions, raw)
 
         # Some line is bad: find the lines Arrow refuses, then parse the rest in one
         # call with those lines blanked out (Arrow skips whitespace-only lines).
-        odd = self._find_refused(pybuf, starts, ends, piece, raw)
+        odd.update(self._find_refused(pybuf, starts, ends, piece, raw, suspect))
         good = np.ones(n, dtype=bool)
         good[list(odd)] = False
         table = None
@@ -383,7 +397,8 @@ class _JsonlReader:
             if table is None or table.num_rows != int(good.sum()):
                 # Arrow and the isolation disagree (e.g. two objects on one line):
                 # settle it line by line with bisection, the slow but sure way.
-                return self._by_bisection(pybuf, starts, ends, piece, raw, positions)
+                return self._by_bisection(pybuf, starts, ends, piece, raw, positions,
+                                          suspect)
         index = np.full(n, -1, dtype=np.int64)
         index[good] = np.arange(int(good.sum()))
         take = pa.array(index, mask=~good)
@@ -408,7 +423,8 @@ class _JsonlReader:
                          pa.array(reasons, pa.string()), pa.array(details, pa.string()))
 
     def _find_refused(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                      piece: np.ndarray, raw: pa.Array) -> dict[int, _Line]:
+                      piece: np.ndarray, raw: pa.Array, suspect: np.ndarray,
+                      ) -> dict[int, _Line]:
         """{index in piece: json.loads verdict} for the lines Arrow refuses.
 
         Arrow's error names the failing row (one block, so the row counts from
@@ -437,7 +453,7 @@ class _JsonlReader:
                 # No usable row number (e.g. an earlier line held two objects and
                 # shifted the count): isolate the rest by bisection.
                 odd.update({lo + j: v for j, v in self._bisected(
-                    pybuf, starts, ends, piece[lo:], raw.slice(lo)) if v.reason})
+                    pybuf, starts, ends, piece[lo:], raw.slice(lo), suspect[lo:]) if v.reason})
                 break
             odd[i] = line
             lo = i + 1
@@ -470,9 +486,9 @@ class _JsonlReader:
 
     def _by_bisection(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
                       piece: np.ndarray, raw: pa.Array, positions: np.ndarray,
-                      ) -> pa.RecordBatch:
+                      suspect: np.ndarray) -> pa.RecordBatch:
         """The whole piece line by line (bisection down to json.loads)."""
-        lines = [line for _, line in self._bisected(pybuf, starts, ends, piece, raw)]
+        lines = [line for _, line in self._bisected(pybuf, starts, ends, piece, raw, suspect)]
         fields = {name: pa.array([None if line.fields is None else line.fields.get(name)
                                   for line in lines], pa.string()) for name in EVENT_FIELDS}
         return _assemble(fields, len(lines), self.path, positions, raw,
@@ -480,7 +496,8 @@ class _JsonlReader:
                          pa.array([line.detail for line in lines], pa.string()))
 
     def _bisected(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                  piece: np.ndarray, raw: pa.Array) -> list[tuple[int, _Line]]:
+                  piece: np.ndarray, raw: pa.Array, suspect: np.ndarray,
+                  ) -> list[tuple[int, _Line]]:
         """(index, line) for every line of ``piece``: Arrow on halves that parse,
         json.loads on pieces of at most _LINE_BY_LINE lines."""
         out: list[tuple[int, _Line]] = []
@@ -490,10 +507,11 @@ class _JsonlReader:
                 texts = raw.slice(lo, hi - lo).to_pylist()
                 out.extend((lo + j, _read_line(text)) for j, text in enumerate(texts))
                 return
-            table = self._read_json(_region(pybuf, starts, ends, piece[lo:hi]))
-            if table is not None and table.num_rows == hi - lo:
-                out.extend((lo + j, _Line(row)) for j, row in enumerate(table.to_pylist()))
-                return
+            if not suspect[lo:hi].any():  # Arrow would read a `null` line as a row
+                table = self._read_json(_region(pybuf, starts, ends, piece[lo:hi]))
+                if table is not None and table.num_rows == hi - lo:
+                    out.extend((lo + j, _Line(row)) for j, row in enumerate(table.to_pylist()))
+                    return
             mid = (lo + hi) // 2
             visit(lo, mid)
             visit(mid, hi)
@@ -554,14 +572,17 @@ def _quote_amount_numbers(whole: pa.StringArray, buf: bytes, cut: int):
 
     def skip_blanks(position: np.ndarray) -> np.ndarray:
         for _ in range(16):
-            blank = np.isin(data[np.minimum(position, cut - 1)], (9, 32)) & (position < cut)
+            byte = data[np.minimum(position, cut - 1)]
+            blank = ((byte == 32) | (byte == 9)) & (position < cut)
             if not blank.any():
                 break
             position = position + blank
         return position
 
     def next_is(position: np.ndarray, allowed: bytes) -> np.ndarray:
-        return (position < cut) & np.isin(data[np.minimum(position, cut - 1)], list(allowed))
+        table = np.zeros(256, dtype=bool)
+        table[list(allowed)] = True
+        return (position < cut) & table[data[np.minimum(position, cut - 1)]]
 
     at = skip_blanks(at)
     at = at[next_is(at, b":")] + 1
@@ -758,7 +779,11 @@ def _csv_record_lines(path: str) -> np.ndarray:
 
 def _csv_quote(column: pa.Array) -> pa.Array:
     """RFC 4180 cell text: quoted when it holds a delimiter, quote or newline."""
-    needs = pc.match_substring_regex(column, r'[",\r\n]')
+    needs = pc.match_substring(column, ",")
+    for special in ('"', "\n", "\r"):
+        needs = pc.or_(needs, pc.match_substring(column, special))
+    if not pc.any(needs).as_py():
+        return column
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
     return pc.if_else(needs, quoted, column)
 

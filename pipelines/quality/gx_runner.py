@@ -228,7 +228,7 @@ def _run_frame(suite: Suite, frame: str, table: pa.Table, expectations: list[Exp
     runnable: list[Expectation] = []
     for expectation in expectations:
         absent = sorted(expectation.columns() - set(table.column_names))
-        if absent:
+        if absent and not expectation.is_about_columns:
             outcomes[expectation.name] = (
                 False, f"error: frame {frame} has no column(s) {', '.join(absent)}", None)
         else:
@@ -249,6 +249,8 @@ def _run_frame(suite: Suite, frame: str, table: pa.Table, expectations: list[Exp
         if not group:
             continue
         needed = set().union(*(e.columns() for e in group))
+        if any(e.is_about_columns for e in group):
+            needed = set(data.column_names)
         ids = id_columns if any(not e.is_row_count for e in group) else []
         data = data.select([c for c in data.column_names if c in needed or c in ids])
         results = _validate(suite, frame, group, data, values)

@@ -37,7 +37,7 @@ def _environment() -> jinja2.Environment:
 
 def _cell(value: Any) -> str:
     if value is None:
-        return ""
+        return "null"
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
@@ -62,10 +62,11 @@ def _examples(text: str | None) -> dict[str, Any]:
     return {"example_table": None, "example_values": [_cell(items)]}
 
 
-def _rank(row: dict[str, Any]) -> tuple[int, str]:
+def _rank(row: dict[str, Any]) -> int:
+    """Critical failures first, then other failures, then passed checks."""
     if not row["success"]:
-        return (0 if row["severity"] == "critical" else 1, "")
-    return (2, "")
+        return 0 if row["severity"] == "critical" else 1
+    return 2
 
 
 def page_context(results: pa.Table, run_id: str) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def page_context(results: pa.Table, run_id: str) -> dict[str, Any]:
                                                       **_examples(row.get("examples"))})
     stages = []
     for name, stage_rows in by_stage.items():
-        stage_rows.sort(key=lambda r: (_rank(r)[0], r["_position"]))
+        stage_rows.sort(key=lambda r: (_rank(r), r["_position"]))
         critical = sum(1 for r in stage_rows if not r["success"] and r["severity"] == "critical")
         warning = sum(1 for r in stage_rows if not r["success"] and r["severity"] != "critical")
         stages.append({"name": name, "rows": stage_rows, "critical": critical,

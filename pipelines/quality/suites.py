@@ -102,6 +102,11 @@ class Expectation:
     def is_row_count(self) -> bool:
         return self.type.startswith("expect_table_row_count")
 
+    @property
+    def is_about_columns(self) -> bool:
+        """Checks the frame's columns themselves (it needs all of them, absent ones included)."""
+        return self.type.startswith("expect_table_column") or self.type == "expect_column_to_exist"
+
 
 @dataclass(frozen=True)
 class Suite:

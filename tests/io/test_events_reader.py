@@ -168,6 +168,9 @@ def test_malformed_line_among_10k_good_lines(tmp_path):
         ("[1, 2]", "malformed", "not a JSON object (the line is an array)"),
         ('"just a string"', "malformed", "not a JSON object (the line is a string)"),
         ("42", "malformed", "not a JSON object"),
+        ("null", "malformed", "not a JSON object (the line is null)"),
+        ("  null ", "malformed", "not a JSON object (the line is null)"),
+        ("true", "malformed", "not a JSON object (the line is a boolean)"),
         ('{"event_id": "a"}{"event_id": "b"}', "malformed", "not valid JSON: Extra data"),
         ('{"event_id": "a", "event_id": "b"}', "malformed", "field event_id appears more than"),
         ('{"event_id": "a", "amount": NaN}', "malformed", "NaN is not valid JSON"),
@@ -187,8 +190,9 @@ def test_bad_lines_are_classified(tmp_path, text, reason, detail):
     assert all(out[1][f] is None for f in ("event_id", "deal_id", "amount"))
 
 
-def test_batch_rows_and_many_bad_lines(tmp_path):
-    lines = [line(event_id=f"e{i}") if i % 7 else "oops" for i in range(200)]
+@pytest.mark.parametrize("bad", ["oops", "null", '{"deal_id": 5}', '{"a": 1}{"b": 2}'])
+def test_batch_rows_and_many_bad_lines(tmp_path, bad):
+    lines = [line(event_id=f"e{i}") if i % 7 else bad for i in range(200)]
     out = read(write(tmp_path, "e.jsonl", "\n".join(lines) + "\n"), batch_rows=16)
     batches = list(iter_raw_batches(str(tmp_path / "e.jsonl"), batch_rows=16))
     assert all(b.num_rows <= 16 for b in batches)

@@ -59,7 +59,8 @@ def test_large_frames_are_sampled_every_kth_row_but_row_counts_are_exact():
     results = by_name(run_suite("s", "enriched_events", frames, max_rows=5))
     # every 10th row: e01 five times
     assert results["event_id_unique"]["success"] is False
-    assert "validated on a sample: every 10th row, 5 of 50 rows" in results["event_id_unique"]["observed"]
+    observed = results["event_id_unique"]["observed"]
+    assert "validated on a sample: every 10th row, 5 of 50 rows" in observed
     tree = frames_from_tables("reference", c.reference())
     cycle = pa.table({"territory_id": [f"T{i}" for i in range(30)],
                       "parent_territory_id": [None] * 30, "cycle": ["x"] * 30})
@@ -100,3 +101,24 @@ def test_notes_are_appended_to_observed():
     frames = frames_from_tables("reconciliation", c.reconciliation_inputs())
     results = by_name(run_suite("s", "reconciliation", frames, notes={"days": "from a sample"}))
     assert results["every_day_balanced"]["observed"].endswith("; from a sample")
+
+
+def test_a_suite_from_another_directory_can_check_the_columns_themselves(tmp_path):
+    suite = {
+        "name": "reconciliation",
+        "meta": {"batches": {"days": {"id_columns": ["day"]}}},
+        "expectations": [
+            {"type": "expect_table_columns_to_match_set",
+             "kwargs": {"column_set": ["day", "events_total", "territory_total",
+                                       "account_manager_total", "balanced", "extra"]},
+             "meta": {"name": "columns", "batch": "days", "severity": "warning"}},
+            {"type": "expect_column_to_exist", "kwargs": {"column": "balanced"},
+             "meta": {"name": "has_balanced", "batch": "days", "severity": "critical"}},
+        ],
+    }
+    (tmp_path / "reconciliation.json").write_text(json.dumps(suite))
+    frames = frames_from_tables("reconciliation", c.reconciliation_inputs())
+    results = by_name(run_suite("s", "reconciliation", frames, suites_dir=tmp_path))
+    assert results["columns"]["success"] is False
+    assert not results["columns"]["observed"].startswith("error")
+    assert results["has_balanced"]["success"] is True
