@@ -39,7 +39,10 @@ to say why (``malformed``/``bad_type``), parsing resumes after it, and finally
 the run is parsed once more with the bad lines blanked out. Dense runs of bad
 lines are screened with ``json.loads`` instead of one Arrow call per line; any
 disagreement between Arrow and ``json.loads`` falls back to bisection down to
-pieces of 32 lines read with ``json.loads``.
+pieces of 32 lines read with ``json.loads``. Lines that do not start with ``{``
+are never given to Arrow (blanked, then read by ``json.loads``): Arrow would
+read ``null`` as a row of nulls, and pyarrow 25 segfaults on a block whose
+first row is ``null``.
 
 JSON-number amounts: the first time Arrow reports a numeric ``amount`` in a
 file, amounts are quoted before parsing for the rest of the file
@@ -323,8 +326,9 @@ class _JsonlReader:
             raw_offsets = np.append(offsets[kept], offsets[kept[-1] + 1])
             raw_all = _string_array(lines.buffers()[2], raw_offsets)
 
-        # Arrow reads a line `null` as a row of nulls: every line that does not open an
-        # object is left to json.loads (it is refused or malformed anyway).
+        # A line that does not open an object is never given to Arrow: it is not a
+        # record anyway, and pyarrow 25 crashes (segfault) on a block whose first
+        # row is `null`. Such lines are read by json.loads and blanked for Arrow.
         first = data[starts[kept]]
         suspect = first != ord("{")
         for j in np.flatnonzero(suspect & np.isin(first, (9, 13, 32))):
@@ -339,6 +343,11 @@ class _JsonlReader:
             starts, ends = moved(starts), moved(ends)
         else:
             pybuf = pa.py_buffer(buf)
+        if suspect.any():
+            blanked = np.frombuffer(pybuf, dtype=np.uint8).copy()
+            for i in kept[suspect]:
+                blanked[starts[i]:ends[i]] = 32
+            pybuf = pa.py_buffer(blanked)
         for lo in range(0, len(kept), self.batch_rows):
             piece = kept[lo:lo + self.batch_rows]
             raw = raw_all.slice(lo, len(piece))
@@ -371,20 +380,50 @@ class _JsonlReader:
                piece: np.ndarray, raw: pa.Array, positions: np.ndarray,
                suspect: np.ndarray) -> pa.RecordBatch:
         """One output batch for the kept lines ``piece`` (indices into starts/ends);
-        ``suspect`` marks the lines that do not start with ``{``."""
+        ``suspect`` marks the lines that do not open an object (blanked in pybuf)."""
         n = len(piece)
+        if not suspect.any():
+            fields, rejected = self._parse_lines(pybuf, starts, ends, piece, raw)
+        else:
+            parsed = ~suspect
+            fields, sub_rejected = self._parse_lines(pybuf, starts, ends, piece[parsed],
+                                                     raw.filter(pa.array(parsed)))
+            index = np.full(n, -1, dtype=np.int64)
+            index[parsed] = np.arange(int(parsed.sum()))
+            take = pa.array(index, mask=suspect)
+            fields = {name: values.take(take) for name, values in fields.items()}
+            where = np.flatnonzero(parsed)
+            rejected = {int(where[i]): line for i, line in sub_rejected.items()}
+            rejected.update({int(i): _read_line(raw[int(i)].as_py())
+                             for i in np.flatnonzero(suspect)})
+        if not rejected:
+            return _assemble(fields, n, self.path, positions, raw)
+        reasons: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        for i, line in rejected.items():
+            reasons[i], details[i] = line.reason, line.detail
+        return _assemble(fields, n, self.path, positions, raw,
+                         pa.array(reasons, pa.string()), pa.array(details, pa.string()))
+
+    def _parse_lines(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
+                     piece: np.ndarray, raw: pa.Array,
+                     ) -> tuple[dict[str, pa.Array], dict[int, _Line]]:
+        """(fields for every line of ``piece``, {index: rejected line}).
+
+        Rejected lines have null fields. Lines only json.loads reads (Arrow refuses
+        them, e.g. a lone surrogate escape) carry json.loads' fields.
+        """
+        n = len(piece)
+        if n == 0:
+            return {name: pa.nulls(0, pa.string()) for name in EVENT_FIELDS}, {}
         region = _region(pybuf, starts, ends, piece)
-        odd: dict[int, _Line] = {int(i): _read_line(raw[int(i)].as_py())
-                                 for i in np.flatnonzero(suspect)}
-        if not odd:
-            table = self._read_json(region)
-            if table is not None and table.num_rows == n:  # the hot path: all lines good
-                fields = {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}
-                return _assemble(fields, n, self.path, positions, raw)
+        table = self._read_json(region)
+        if table is not None and table.num_rows == n:  # the hot path: all lines good
+            return {name: table.column(name).combine_chunks() for name in EVENT_FIELDS}, {}
 
         # Some line is bad: find the lines Arrow refuses, then parse the rest in one
         # call with those lines blanked out (Arrow skips whitespace-only lines).
-        odd.update(self._find_refused(pybuf, starts, ends, piece, raw, suspect))
+        odd = self._find_refused(pybuf, starts, ends, piece, raw)
         good = np.ones(n, dtype=bool)
         good[list(odd)] = False
         table = None
@@ -397,43 +436,36 @@ class _JsonlReader:
             if table is None or table.num_rows != int(good.sum()):
                 # Arrow and the isolation disagree (e.g. two objects on one line):
                 # settle it line by line with bisection, the slow but sure way.
-                return self._by_bisection(pybuf, starts, ends, piece, raw, positions,
-                                          suspect)
+                return self._by_bisection(pybuf, starts, ends, piece, raw)
         index = np.full(n, -1, dtype=np.int64)
         index[good] = np.arange(int(good.sum()))
         take = pa.array(index, mask=~good)
-        kept = sorted(i for i, line in odd.items() if line.fields is not None)
-        kept_mask = np.zeros(n, dtype=bool)
-        kept_mask[kept] = True
+        readable = sorted(i for i, line in odd.items() if line.fields is not None)
+        readable_mask = np.zeros(n, dtype=bool)
+        readable_mask[readable] = True
         fields = {}
         for name in EVENT_FIELDS:
             if table is None:
                 values = pa.nulls(n, pa.string())
             else:
                 values = table.column(name).combine_chunks().take(take)
-            if kept:  # lines only json.loads reads (e.g. an amount Arrow saw as a number)
-                values = pc.replace_with_mask(values, pa.array(kept_mask), pa.array(
-                    [odd[i].fields.get(name) for i in kept], pa.string()))
+            if readable:
+                values = pc.replace_with_mask(values, pa.array(readable_mask), pa.array(
+                    [odd[i].fields.get(name) for i in readable], pa.string()))
             fields[name] = values
-        reasons: list[str | None] = [None] * n
-        details: list[str | None] = [None] * n
-        for i, line in odd.items():
-            reasons[i], details[i] = line.reason, line.detail
-        return _assemble(fields, n, self.path, positions, raw,
-                         pa.array(reasons, pa.string()), pa.array(details, pa.string()))
+        return fields, {i: line for i, line in odd.items() if line.reason}
 
     def _find_refused(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                      piece: np.ndarray, raw: pa.Array, suspect: np.ndarray,
-                      ) -> dict[int, _Line]:
+                      piece: np.ndarray, raw: pa.Array) -> dict[int, _Line]:
         """{index in piece: json.loads verdict} for the lines Arrow refuses.
 
         Arrow's error names the failing row (one block, so the row counts from
         the start of the region): the lines before it are good, the named line is
         read with json.loads, and parsing resumes after it. A named line that
-        json.loads finds fine is kept with json.loads' fields once the lines
-        before it are confirmed to parse to exactly as many rows. Where bad lines
-        are dense, the next lines are screened with json.loads instead of one
-        Arrow call per bad line.
+        json.loads reads fine keeps json.loads' fields, once the lines before it
+        are confirmed to parse to exactly as many rows. Where bad lines are
+        dense, the next lines are screened with json.loads instead of one Arrow
+        call per bad line.
         """
         odd: dict[int, _Line] = {}
         n = len(piece)
@@ -453,7 +485,7 @@ class _JsonlReader:
                 # No usable row number (e.g. an earlier line held two objects and
                 # shifted the count): isolate the rest by bisection.
                 odd.update({lo + j: v for j, v in self._bisected(
-                    pybuf, starts, ends, piece[lo:], raw.slice(lo), suspect[lo:]) if v.reason})
+                    pybuf, starts, ends, piece[lo:], raw.slice(lo)) if v.reason})
                 break
             odd[i] = line
             lo = i + 1
@@ -485,19 +517,16 @@ class _JsonlReader:
         return None
 
     def _by_bisection(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                      piece: np.ndarray, raw: pa.Array, positions: np.ndarray,
-                      suspect: np.ndarray) -> pa.RecordBatch:
-        """The whole piece line by line (bisection down to json.loads)."""
-        lines = [line for _, line in self._bisected(pybuf, starts, ends, piece, raw, suspect)]
+                      piece: np.ndarray, raw: pa.Array,
+                      ) -> tuple[dict[str, pa.Array], dict[int, _Line]]:
+        """``_parse_lines`` the slow but sure way: bisection down to json.loads."""
+        lines = [line for _, line in self._bisected(pybuf, starts, ends, piece, raw)]
         fields = {name: pa.array([None if line.fields is None else line.fields.get(name)
                                   for line in lines], pa.string()) for name in EVENT_FIELDS}
-        return _assemble(fields, len(lines), self.path, positions, raw,
-                         pa.array([line.reason for line in lines], pa.string()),
-                         pa.array([line.detail for line in lines], pa.string()))
+        return fields, {i: line for i, line in enumerate(lines) if line.reason}
 
     def _bisected(self, pybuf: pa.Buffer, starts: np.ndarray, ends: np.ndarray,
-                  piece: np.ndarray, raw: pa.Array, suspect: np.ndarray,
-                  ) -> list[tuple[int, _Line]]:
+                  piece: np.ndarray, raw: pa.Array) -> list[tuple[int, _Line]]:
         """(index, line) for every line of ``piece``: Arrow on halves that parse,
         json.loads on pieces of at most _LINE_BY_LINE lines."""
         out: list[tuple[int, _Line]] = []
@@ -507,11 +536,10 @@ class _JsonlReader:
                 texts = raw.slice(lo, hi - lo).to_pylist()
                 out.extend((lo + j, _read_line(text)) for j, text in enumerate(texts))
                 return
-            if not suspect[lo:hi].any():  # Arrow would read a `null` line as a row
-                table = self._read_json(_region(pybuf, starts, ends, piece[lo:hi]))
-                if table is not None and table.num_rows == hi - lo:
-                    out.extend((lo + j, _Line(row)) for j, row in enumerate(table.to_pylist()))
-                    return
+            table = self._read_json(_region(pybuf, starts, ends, piece[lo:hi]))
+            if table is not None and table.num_rows == hi - lo:
+                out.extend((lo + j, _Line(row)) for j, row in enumerate(table.to_pylist()))
+                return
             mid = (lo + hi) // 2
             visit(lo, mid)
             visit(mid, hi)

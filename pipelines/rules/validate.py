@@ -22,8 +22,8 @@ Rules, beyond the contract's wording:
 * ``bad_timestamp``: RFC 3339 with a seconds field and an offset (``Z`` or
   ``±HH:MM``; ``T``, ``t`` or a space between date and time); a real calendar
   date and time (no Feb 30, no hour 24, no leap second 60); representable as a
-  timestamp between years 1 and 9999 in UTC. Fractional seconds beyond
-  microseconds are truncated (``.1234567`` -> ``.123456``).
+  timestamp between years 1 and 9999 in UTC. Up to 9 fractional digits;
+  beyond microseconds they are truncated (``.1234567`` -> ``.123456``).
 * ``bad_amount``: a plain decimal ``[+-]digits[.digits]`` (no exponent, no
   thousands separator, no spaces); no non-zero digit beyond the currency's
   minor units (``10.50`` JPY is bad, ``10.00`` JPY and ``1.230`` USD are fine);

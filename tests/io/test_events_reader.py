@@ -454,3 +454,15 @@ def test_vectorised_amount_quoting_matches_the_regex():
     assert fast.to_pybytes() == slow.to_pybytes()
     newlines = np.flatnonzero(np.frombuffer(text, np.uint8) == 10)
     assert (np.frombuffer(fast, np.uint8)[moved(newlines)] == 10).all()
+
+
+def test_null_lines_never_reach_arrow(tmp_path):
+    """pyarrow 25 segfaults on a JSON block whose first row is `null`; such lines
+    must be read by json.loads only, wherever they fall (first line, block starts)."""
+    lines = [line(event_id=f"e{i}", stage="s" * 200) if i % 997 else "null"
+             for i in range(12_000)]  # ~3 MB: several 1 MiB Arrow blocks
+    out = read(write(tmp_path, "e.jsonl", "\n".join(lines) + "\n"))
+    reasons = out["reason"].to_pylist()
+    assert [i for i, r in enumerate(reasons) if r] == list(range(0, 12_000, 997))
+    assert set(out["detail"].to_pylist()) - {None} == {"not a JSON object (the line is null)"}
+    assert rows(write(tmp_path, "only.jsonl", "null\n null\n"))[1]["position"] == 2

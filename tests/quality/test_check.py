@@ -15,7 +15,7 @@ from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
 from pipelines.quality.check import check_database
 from pipelines.quality.suites import load_suite
-from tests.quality import clean_data as c
+from tests import quality as c
 
 
 @pytest.fixture(scope="module")

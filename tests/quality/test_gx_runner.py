@@ -14,7 +14,7 @@ from pipelines.quality import gx_runner
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA, run_suite
 from pipelines.quality.stage_frames import frames_from_tables, unassigned_flags
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
-from tests.quality import clean_data as c
+from tests import quality as c
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """One planted defect per expectation: exactly that expectation fails, with its severity.
 
-Each case starts from the clean data set (``clean_data``), changes one thing and
+Each case starts from the clean data set (``tests.quality``), changes one thing and
 runs the one suite that owns the defect. The clean data set passes every suite.
 """
 
@@ -18,7 +18,7 @@ from pipelines.quality.gx_runner import run_suite
 from pipelines.quality.stage_frames import frames_from_tables, reconciliation_frame_from_view
 from pipelines.quality.suites import SUITES, load_suite
 from schemas.reference import UNASSIGNED
-from tests.quality import clean_data as c
+from tests import quality as c
 from tests.utils import ts
 
 

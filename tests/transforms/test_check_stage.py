@@ -13,7 +13,7 @@ from apache_beam.testing.util import BeamAssertException, assert_that
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.suites import load_suite
 from pipelines.transforms.check_stage import CheckStage, ReduceInput
-from tests.quality import clean_data as c
+from tests import quality as c
 
 
 def one_result(failing: set[str], suite: str, observed_contains: dict[str, str] | None = None):
