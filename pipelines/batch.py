@@ -15,21 +15,26 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
+from pipelines.quality.page import render_quality_page
 from pipelines.rules.enrich import EnrichmentIndex
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.aggregate_views import AggregateViews
 from pipelines.transforms.attribute import Attribute
+from pipelines.transforms.check_stage import CheckStage
 from pipelines.transforms.convert_currency import ConvertCurrency
 from pipelines.transforms.deduplicate import DUPLICATES, Deduplicate, History
 from pipelines.transforms.enrich_as_of import EnrichAsOf
 from pipelines.transforms.parse_events import ParseEvents
 from pipelines.transforms.read_events import COUNTS, ReadEvents
 from pipelines.transforms.stage_output import StageOutput
+from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
+from schemas.reference import REFERENCE_TABLES
 from schemas.rejects import REJECT_SCHEMA
 
 
@@ -45,6 +50,7 @@ class GraphSettings:
     batch_rows: int = 65536
     shards: int = 8
     history: History | None = None
+    checks: bool = True
 
 
 def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollection]:
@@ -70,15 +76,37 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
 
     staged = {
         "inputs": read[COUNTS],
+        **({"dq_results": check_stages(reference, parsed.events, attributed, views)}
+           if s.checks else {}),
         "attributed_events": attributed,
         "duplicates": deduped[DUPLICATES],
         "quarantine": quarantine,
         **views,
     }
-    schemas = {"attributed_events": ATTRIBUTED_EVENTS_SCHEMA, "quarantine": REJECT_SCHEMA}
+    schemas = {"attributed_events": ATTRIBUTED_EVENTS_SCHEMA, "quarantine": REJECT_SCHEMA,
+               "dq_results": CHECK_RESULT_SCHEMA}
     for name, pcoll in staged.items():
         pcoll | f"Stage_{name}" >> StageOutput(s.staging, name, schemas.get(name))
     return staged
+
+
+def check_stages(reference: beam.PCollection, events: beam.PCollection,
+                 attributed: beam.PCollection, views: dict[str, beam.PCollection],
+                 ) -> beam.PCollection:
+    """One CheckStage per stage; their result tables flattened into one PCollection."""
+    tables = {name: reference | f"Table_{name}" >> beam.Map(lambda r, n=name: r[n])
+              for name in REFERENCE_TABLES}
+    results = [
+        tables | "CheckReference" >> CheckStage("reference", "reference", None),
+        events | "CheckParsedEvents" >> CheckStage("parsed", "raw_events"),
+        attributed | "CheckEnrichedEvents" >> CheckStage("enriched", "enriched_events"),
+        {**views, "attributed_events": attributed}
+        | "CheckReconciliation" >> CheckStage("aggregated", "reconciliation"),
+    ]
+    for view, pcoll in views.items():
+        results.append({view: pcoll, "attributed_events": attributed}
+                       | f"Check_{view}" >> CheckStage("aggregated", view, None))
+    return results | "GatherCheckResults" >> beam.Flatten()
 
 
 def new_run_id(now: dt.datetime) -> str:
@@ -93,6 +121,9 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     started = dt.datetime.now(dt.UTC)
     run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)
 
+    if not opts.events or not opts.reference:
+        raise UserError("both --events and --reference are required",
+                        hint="see 'revattr run --help'")
     say("Listing event files")
     paths = expand_event_paths(opts.events)
     say("Loading reference data")
@@ -102,7 +133,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     settings = GraphSettings(
         paths=paths, reference=reference, staging=str(staging), run_id=run_info.run_id,
         reporting_currency=opts.reporting_currency, batch_rows=opts.batch_rows,
-        shards=opts.shards, history=PublishedEvents(db),
+        shards=opts.shards, history=PublishedEvents(db), checks=opts.checks,
     )
     try:
         say(f"Running the pipeline on {len(paths)} file(s)")
@@ -110,6 +141,10 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
             build_graph(p, settings)
         say("Publishing")
         publisher = DuckDBPublisher(db, opts.fiscal_year_start_month)
-        return publisher.publish(staging, run_info, reference)
+        summary = publisher.publish(staging, run_info, reference)
+        if opts.quality_page:
+            summary.quality_page = render_quality_page(
+                publisher.run_results(run_info.run_id), run_info.run_id, Path(opts.quality_page))
+        return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -230,8 +230,13 @@ def generate_dataset(
     event_format: str = "jsonl",
     accounts: int | None = None,
     territories: int | None = None,
+    rule_tie: bool = False,
 ) -> GenerationSummary:
     """Write events, reference tables and ``manifest.json`` under ``out_dir``.
+
+    ``rule_tie`` plants two equally specific Houston rules: a reference-data
+    error that the reference checks report as critical (so a run with checks
+    on refuses to publish); off by default so the sample data set publishes.
 
     ``accounts`` defaults to ``max(50, events // 200)`` (at least 12);
     ``territories`` to the built-in hierarchy (69 nodes; larger values add
@@ -240,7 +245,7 @@ def generate_dataset(
     _check_arguments(events, bad_rate, event_format)
     out_dir = Path(out_dir)
     n_accounts = max(_MIN_ACCOUNTS, accounts if accounts is not None else max(50, events // 200))
-    reference = _build_reference(_rng(seed, 0), n_accounts, territories or 0)
+    reference = _build_reference(_rng(seed, 0), n_accounts, territories or 0, rule_tie)
     reference_files = _write_reference(out_dir / "reference", reference.tables)
     plan = _make_plan(events, bad_rate, event_format, len(reference.anchors))
     written = _write_events(out_dir / "events", plan, reference, seed)
@@ -554,8 +559,8 @@ def _boss_of(people: _People, person_id: str) -> str:
     return people.rows[int(person_id.split("-")[1]) - 1][4]
 
 
-def _territory_rules(tree: _Tree) -> tuple[list[tuple[str, ...]], dict]:
-    """Country, state, city and postal rules: odd case, realignment, a tie."""
+def _territory_rules(tree: _Tree, rule_tie: bool) -> tuple[list[tuple[str, ...]], dict]:
+    """Country, state, city and postal rules: odd case, realignment, optionally a tie."""
     city = tree.city_id
     portland, seattle = city[("US", "OR", "Portland")], city[("US", "WA", "Seattle")]
     austin, dallas = city[("US", "TX", "Austin")], city[("US", "TX", "Dallas")]
@@ -577,7 +582,7 @@ def _territory_rules(tree: _Tree) -> tuple[list[tuple[str, ...]], dict]:
         (seattle, "US", "OR", "Portland", "", realign, ""),
         (austin, "US", "TX", "Austin", "", _instant_text(_AUSTIN_RULE_FROM, "date"), ""),
         (houston, "US", "TX", "Houston", "", "", ""),
-        (dallas, "US", "TX", "Houston", "", "", ""),
+        *([(dallas, "US", "TX", "Houston", "", "", "")] if rule_tie else []),
         (boston, "US", "", "", "0213", "", _instant_text(_CAMBRIDGE_RULE_TO, "date")),
         (city[("DE", "Bayern", "München")], "DE", "", "", "80", "", ""),
         ("T-DE-BY", "DE", "", "", "809", "", ""),
@@ -586,7 +591,8 @@ def _territory_rules(tree: _Tree) -> tuple[list[tuple[str, ...]], dict]:
     rows.sort(key=lambda row: (row[0], row[5], row[1:5]))
     notes = {
         "rule_tie": {"country": "US", "region": "TX", "city": "Houston",
-                     "territories": sorted([houston, dallas]), "resolved": min(houston, dallas)},
+                     "territories": sorted([houston, dallas]) if rule_tie else [houston],
+                     "resolved": min(houston, dallas) if rule_tie else houston},
         "realignments": [
             {"geography": "US/OR/Portland", "at": realign, "before": portland, "after": seattle},
             {"geography": "US/TX/Austin", "at": _instant_text(_AUSTIN_RULE_FROM, "date"),
@@ -852,12 +858,12 @@ class _Reference:
 
 
 def _build_reference(rng: np.random.Generator, n_accounts: int, n_territories: int,
-                     ) -> _Reference:
+                     rule_tie: bool = False) -> _Reference:
     """All seven tables and the facts the event generator and manifest need."""
     people = _People(rng)
     tree = _territory_tree(n_territories)
     manager_rows, first, manager_notes = _territory_managers(tree, people, rng)
-    rule_rows, rule_notes = _territory_rules(tree)
+    rule_rows, rule_notes = _territory_rules(tree, rule_tie)
     group_managers = [first[g] for g in tree.groups]
     account_managers = [people.add("account_manager", group_managers[i % len(group_managers)])
                         for i in range(max(4, math.ceil(n_accounts / 40)))]
@@ -877,7 +883,7 @@ def _build_reference(rng: np.random.Generator, n_accounts: int, n_territories: i
     index = _account_index(accounts, account_managers, rng)
     counts = {
         **accounts.counts,
-        "rule_tie": 1,
+        "rule_tie": int(rule_tie),
         "rule_realignment": len(rule_notes["realignments"]),
         "postal_prefix_rules": sum(1 for row in rule_rows if row[4]),
         "territory_manager_change": len(manager_notes["changes"]),

@@ -12,9 +12,9 @@ class AttributionOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:  # noqa: ANN001 (Beam's signature)
-        parser.add_argument("--events", required=True,
+        parser.add_argument("--events",
                             help="Glob or directory of event files (.jsonl, .csv, .parquet).")
-        parser.add_argument("--reference", required=True,
+        parser.add_argument("--reference",
                             help="Directory holding the seven reference tables.")
         parser.add_argument("--db", default="out/revenue.duckdb", help="DuckDB output file.")
         parser.add_argument("--reporting_currency", default=DEFAULT_REPORTING_CURRENCY,
@@ -28,3 +28,17 @@ class AttributionOptions(PipelineOptions):
         parser.add_argument("--staging_dir", default=None,
                             help="Where the run stages its outputs (default: next to --db).")
         parser.add_argument("--run_id", default=None, help="Run identifier (default: generated).")
+        parser.add_argument("--checks", default=True, type=_flag,
+                            help="Run the data-quality suites at every stage (true/false).")
+        parser.add_argument("--quality_page", default=None,
+                            help="Write the run's data-quality page (HTML) to this path.")
+
+
+def _flag(text: str) -> bool:
+    """'true'/'false' (and yes/no, 1/0) for boolean pipeline options."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")

@@ -99,6 +99,8 @@ DQ_RESULTS_SCHEMA = pa.schema(
         pa.field("success", pa.bool_(), nullable=False),
         pa.field("observed", pa.string()),
         pa.field("checked_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Extension: a few failing values or rows, as JSON text.
+        pa.field("examples", pa.string()),
     ]
 )
 

@@ -228,7 +228,7 @@ def attribution(out: Path, events: list[Record]) -> Counter:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationSummary]:
     out = tmp_path_factory.mktemp("jsonl") / "data"
-    return out, generate_dataset(out, events=N_EVENTS, seed=11, bad_rate=0.05)
+    return out, generate_dataset(out, events=N_EVENTS, seed=11, bad_rate=0.05, rule_tie=True)
 
 
 @pytest.fixture(scope="module")
@@ -517,3 +517,11 @@ def test_invalid_arguments_are_rejected(tmp_path: Path, kwargs: dict) -> None:
     arguments = {"events": 10, "seed": 1, **kwargs}
     with pytest.raises(ValueError):
         generate_dataset(tmp_path, **arguments)
+
+
+def test_no_rule_tie_unless_asked(tmp_path: Path) -> None:
+    summary = generate_dataset(tmp_path, events=500, seed=11)
+    assert summary.planted["rule_tie"] == 0
+    rules = read_csv(tmp_path, "territory_rules")[1]
+    houston = [r for r in rules if r["city"].strip().casefold() == "houston"]
+    assert len(houston) == 1

@@ -50,7 +50,23 @@ class RunSummary:
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     booked_revenue: Decimal = Decimal("0.00")
     unbalanced_days: list[dt.date] = field(default_factory=list)
+    # Publication checks: (expectation, severity, success, observed).
     checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
+    # Data-quality suites run by the pipeline: (stage, suite, expectation, severity, success).
+    quality: list[tuple[str, str, str, str, bool]] = field(default_factory=list)
+    quality_page: Path | None = None
+
+    @property
+    def critical_failures(self) -> list[str]:
+        publication = [e for e, severity, ok, _ in self.checks if severity == "critical" and not ok]
+        staged = [f"{suite}.{e}" for _, suite, e, severity, ok in self.quality
+                  if severity == "critical" and not ok]
+        return publication + staged
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{suite}.{e}" for _, suite, e, severity, ok in self.quality
+                if severity != "critical" and not ok]
 
     @property
     def balanced(self) -> bool:
@@ -134,15 +150,16 @@ class DuckDBPublisher:
             touched_days = self._apply(con, staging, run)
             summary.unbalanced_days = self._unbalanced_days(con, touched_days)
             summary.booked_revenue = self._booked_revenue(con, staging)
+            summary.quality = self._staged_quality(con, staging)
             self._check(summary)
             if summary.status == "succeeded":
-                self._record_run(con, run, summary)
+                self._record_run(con, run, summary, staging)
                 _exec(con, "COMMIT")
             else:
                 _exec(con, "ROLLBACK")
                 _exec(con, "BEGIN TRANSACTION")
                 self.ensure_schema(con)
-                self._record_run(con, run, summary)
+                self._record_run(con, run, summary, staging)
                 _exec(con, "COMMIT")
             return summary
         finally:
@@ -248,19 +265,43 @@ class DuckDBPublisher:
              f"{len(summary.unbalanced_days)} unbalanced day(s)"
              + (f", first {summary.unbalanced_days[0]}" if summary.unbalanced_days else "")),
         ]
-        if not accounted_ok:
+        if not accounted_ok or any(
+                severity == "critical" and not ok for _, _, _, severity, ok in summary.quality):
             summary.status = "failed_checks"
         elif not summary.balanced:
             summary.status = "unbalanced"
 
-    def _record_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary) -> None:
+    def _staged_quality(self, con: duckdb.DuckDBPyConnection, staging: str | Path,
+                        ) -> list[tuple[str, str, str, str, bool]]:
+        files = part_files(staging, "dq_results")
+        if not files:
+            return []
+        return [tuple(r) for r in con.execute(
+            f"SELECT stage, suite, expectation, severity, success FROM {_parquet(files)} "
+            "ORDER BY suite, expectation").fetchall()]
+
+    def run_results(self, run_id: str) -> pa.Table:
+        """The check results of one run as stored in ``dq_results``."""
+        con = connect(self.db_path, read_only=True)
+        try:
+            return con.sql(
+                "SELECT stage, suite, expectation, severity, success, observed, examples "
+                f"FROM dq_results WHERE run_id = '{run_id}'").to_arrow_table()
+        finally:
+            con.close()
+
+    def _record_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary,
+                    staging: str | Path) -> None:
         _exec(con, 
             "INSERT INTO pipeline_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?)",
             [run.run_id, run.mode, run.started_at, summary.input_records, summary.accepted,
              summary.duplicates, summary.quarantined, summary.status],
         )
         for expectation, severity, success, observed in summary.checks:
-            _exec(con, 
-                "INSERT INTO dq_results VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now())",
-                [run.run_id, expectation, severity, success, observed],
-            )
+            _exec(con,
+                  "INSERT INTO dq_results VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now(), NULL)",
+                  [run.run_id, expectation, severity, success, observed])
+        files = part_files(staging, "dq_results")
+        if files:
+            _exec(con, "INSERT INTO dq_results SELECT ?, stage, suite, expectation, severity, "
+                       f"success, observed, now(), examples FROM {_parquet(files)}", [run.run_id])

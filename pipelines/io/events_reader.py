@@ -227,7 +227,7 @@ def _string_array(data: pa.Buffer, offsets: np.ndarray) -> pa.StringArray:
 
 @dataclass
 class _Line:
-    """A record the vectorised parse could not take: reason, detail, or fields."""
+    """One line as json.loads read it: its fields, or the reason and detail."""
 
     fields: dict[str, str | None] | None
     reason: str | None = None

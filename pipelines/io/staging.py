@@ -21,6 +21,7 @@ STAGED_OUTPUTS: tuple[str, ...] = (
     "quarantine",  # schemas.rejects.REJECT_SCHEMA
     "territory_revenue",
     "account_manager_revenue",
+    "dq_results",  # pipelines.quality.gx_runner.CHECK_RESULT_SCHEMA
 )
 
 INPUT_COUNT_SCHEMA = pa.schema(
