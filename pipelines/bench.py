@@ -698,6 +698,7 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
         order = [("pipeline", labels[0]), ("reference", None)]
         order += [("pipeline", m) for m in labels[1:]]
         pipelines: dict[str, ChildResult] = {}
+        before = sum(len(r.differences) for r in rows.values())
         for kind, label in order:
             if kind == "reference":
                 reference = _run_child("reference", [
@@ -743,7 +744,14 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
             row.differences += [f"run {i}: {d}" for d in found]
             say(f"  compared in {time.perf_counter() - compared:.1f}s: "
                 + ("equal" if not found else f"{len(found)} difference(s)"))
-        shutil.rmtree(work, ignore_errors=True)
+        if sum(len(r.differences) for r in rows.values()) > before:
+            kept = data_dir / "_failed" / work.name  # databases and logs, for a look
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(exist_ok=True)
+            shutil.move(str(work), kept)
+            say(f"  kept the databases and logs of this run in {kept}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return list(rows.values())
 
 

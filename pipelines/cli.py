@@ -109,6 +109,46 @@ def run_batch(
     raise typer.Exit(EXIT_OK if summary.status == "succeeded" else EXIT_CHECKS)
 
 
+@app.command()
+def check(
+    db: Annotated[Path, typer.Option(help="DuckDB file written by `revattr run`.")] = Path(
+        "out/revenue.duckdb"),
+    reference: Annotated[Path | None, typer.Option(
+        help="Reference directory to check (default: the snapshot published in --db).")] = None,
+    quality_page: Annotated[Path | None, typer.Option(
+        help="Also write the results as a self-contained HTML page.")] = None,
+) -> None:
+    """Re-run the output and reference suites on a published database; exit 1 on a critical failure."""
+    _quiet_libraries()
+    from pipelines.quality.check import check_database
+
+    try:
+        with console.status("Running the data-quality suites", spinner="dots"):
+            results = check_database(db, str(reference) if reference else None)
+    except UserError as error:
+        _fail(error)
+    rows = sorted(results.to_pylist(), key=lambda r: (r["success"], r["severity"] != "critical"))
+    table = Table(title=f"revattr check {db}", title_justify="left")
+    for column in ("suite", "expectation", "severity", "result"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("observed", overflow="fold")
+    for r in rows:
+        verdict = "ok" if r["success"] else (
+            "[red]FAILED[/]" if r["severity"] == "critical" else "[yellow]failed[/]")
+        table.add_row(r["suite"], r["expectation"], r["severity"], verdict,
+                      (r["observed"] or "")[:80])
+    console.print(table)
+    critical = [r for r in rows if not r["success"] and r["severity"] == "critical"]
+    console.print(f"{len(rows)} checks, {len(critical)} critical failure(s), "
+                  f"{sum(1 for r in rows if not r['success']) - len(critical)} warning(s)")
+    if quality_page:
+        from pipelines.quality.page import render_quality_page
+
+        render_quality_page(results, "check", quality_page)
+        console.print(f"quality page: {quality_page}")
+    raise typer.Exit(EXIT_CHECKS if critical else EXIT_OK)
+
+
 def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (RunSummary)
     table = Table(title=f"revattr run {summary.run_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -13,7 +13,7 @@ from pipelines.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("verb", [[], ["generate"], ["run"]])
+@pytest.mark.parametrize("verb", [[], ["generate"], ["run"], ["check"]])
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [*verb, "--help"])
     assert result.exit_code == 0
