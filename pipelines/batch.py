@@ -20,6 +20,7 @@ from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunI
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
+from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.page import render_quality_page
 from pipelines.rules.enrich import EnrichmentIndex
 from pipelines.transforms._tables import QUARANTINE
@@ -32,7 +33,6 @@ from pipelines.transforms.enrich_as_of import EnrichAsOf
 from pipelines.transforms.parse_events import ParseEvents
 from pipelines.transforms.read_events import COUNTS, ReadEvents
 from pipelines.transforms.stage_output import StageOutput
-from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
 from schemas.reference import REFERENCE_TABLES
 from schemas.rejects import REJECT_SCHEMA
@@ -57,13 +57,16 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
     """Wire the steps; returns the staged PCollections by name (for tests)."""
     reference = p | "Reference" >> beam.Create([s.reference])
     reference_side = beam.pvalue.AsSingleton(reference)
-    index_side = beam.pvalue.AsSingleton(reference | "BuildIndex" >> beam.Map(EnrichmentIndex.build))
+    index_side = beam.pvalue.AsSingleton(
+        reference | "BuildIndex" >> beam.Map(EnrichmentIndex.build)
+    )
 
     read = p | "ReadEvents" >> ReadEvents(s.paths, s.batch_rows)
     parsed = read.records | "ParseEvents" >> ParseEvents()
     deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards)
     converted = deduped.unique | "ConvertCurrency" >> ConvertCurrency(
-        reference_side, s.reporting_currency)
+        reference_side, s.reporting_currency
+    )
     attributed = (
         converted.converted
         | "EnrichAsOf" >> EnrichAsOf(index_side)
@@ -71,31 +74,44 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
     )
     views = attributed | "AggregateViews" >> AggregateViews()
     quarantine = (
-        parsed[QUARANTINE], deduped[QUARANTINE], converted[QUARANTINE]
+        parsed[QUARANTINE],
+        deduped[QUARANTINE],
+        converted[QUARANTINE],
     ) | "GatherQuarantine" >> beam.Flatten()
 
     staged = {
         "inputs": read[COUNTS],
-        **({"dq_results": check_stages(reference, parsed.events, attributed, views)}
-           if s.checks else {}),
+        **(
+            {"dq_results": check_stages(reference, parsed.events, attributed, views)}
+            if s.checks
+            else {}
+        ),
         "attributed_events": attributed,
         "duplicates": deduped[DUPLICATES],
         "quarantine": quarantine,
         **views,
     }
-    schemas = {"attributed_events": ATTRIBUTED_EVENTS_SCHEMA, "quarantine": REJECT_SCHEMA,
-               "dq_results": CHECK_RESULT_SCHEMA}
+    schemas = {
+        "attributed_events": ATTRIBUTED_EVENTS_SCHEMA,
+        "quarantine": REJECT_SCHEMA,
+        "dq_results": CHECK_RESULT_SCHEMA,
+    }
     for name, pcoll in staged.items():
         pcoll | f"Stage_{name}" >> StageOutput(s.staging, name, schemas.get(name))
     return staged
 
 
-def check_stages(reference: beam.PCollection, events: beam.PCollection,
-                 attributed: beam.PCollection, views: dict[str, beam.PCollection],
-                 ) -> beam.PCollection:
+def check_stages(
+    reference: beam.PCollection,
+    events: beam.PCollection,
+    attributed: beam.PCollection,
+    views: dict[str, beam.PCollection],
+) -> beam.PCollection:
     """One CheckStage per stage; their result tables flattened into one PCollection."""
-    tables = {name: reference | f"Table_{name}" >> beam.Map(lambda r, n=name: r[n])
-              for name in REFERENCE_TABLES}
+    tables = {
+        name: reference | f"Table_{name}" >> beam.Map(lambda r, n=name: r[n])
+        for name in REFERENCE_TABLES
+    }
     results = [
         tables | "CheckReference" >> CheckStage("reference", "reference", None),
         events | "CheckParsedEvents" >> CheckStage("parsed", "raw_events"),
@@ -104,8 +120,10 @@ def check_stages(reference: beam.PCollection, events: beam.PCollection,
         | "CheckReconciliation" >> CheckStage("aggregated", "reconciliation"),
     ]
     for view, pcoll in views.items():
-        results.append({view: pcoll, "attributed_events": attributed}
-                       | f"Check_{view}" >> CheckStage("aggregated", view, None))
+        results.append(
+            {view: pcoll, "attributed_events": attributed}
+            | f"Check_{view}" >> CheckStage("aggregated", view, None)
+        )
     return results | "GatherCheckResults" >> beam.Flatten()
 
 
@@ -122,8 +140,9 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)
 
     if not opts.events or not opts.reference:
-        raise UserError("both --events and --reference are required",
-                        hint="see 'revattr run --help'")
+        raise UserError(
+            "both --events and --reference are required", hint="see 'revattr run --help'"
+        )
     say("Listing event files")
     paths = expand_event_paths(opts.events)
     say("Loading reference data")
@@ -131,9 +150,15 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     db = Path(opts.db)
     staging = Path(opts.staging_dir or db.parent / ".staging") / run_info.run_id
     settings = GraphSettings(
-        paths=paths, reference=reference, staging=str(staging), run_id=run_info.run_id,
-        reporting_currency=opts.reporting_currency, batch_rows=opts.batch_rows,
-        shards=opts.shards, history=PublishedEvents(db), checks=opts.checks,
+        paths=paths,
+        reference=reference,
+        staging=str(staging),
+        run_id=run_info.run_id,
+        reporting_currency=opts.reporting_currency,
+        batch_rows=opts.batch_rows,
+        shards=opts.shards,
+        history=PublishedEvents(db),
+        checks=opts.checks,
     )
     try:
         say(f"Running the pipeline on {len(paths)} file(s)")
@@ -144,7 +169,8 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         summary = publisher.publish(staging, run_info, reference)
         if opts.quality_page:
             summary.quality_page = render_quality_page(
-                publisher.run_results(run_info.run_id), run_info.run_id, Path(opts.quality_page))
+                publisher.run_results(run_info.run_id), run_info.run_id, Path(opts.quality_page)
+            )
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

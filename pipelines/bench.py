@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -90,7 +92,8 @@ _FALLBACK = {
     "pipeline_eps": {"parquet": 32_000, "jsonl": 25_000},  # after start-up
     "reference_fixed_s": 2.0,
     "reference_eps": {"parquet": 30_000, "jsonl": 23_000},
-    "checks_on_factor": 1.3,
+    "checks_on_factor": 1.3,  # guess: no checks-on run measured yet
+    "startup_on_extra_s": 11.0,  # importing and setting up Great Expectations
     "generate_eps": 150_000,
     "generate_fixed_s": 3.0,
     "compare_eps": 400_000,
@@ -311,14 +314,29 @@ def checks_modes(requested: Iterable[bool]) -> dict[str, list[str]]:
     return {("on" if mode else "off"): flags[mode] for mode in requested}
 
 
-def _checks_flags() -> dict[bool, list[str]] | None:
+@functools.cache
+def _option_actions() -> dict[str, argparse.Action]:
+    """``AttributionOptions``' flags, as argparse sees them."""
     from apache_beam.options.pipeline_options import _BeamArgumentParser
 
     from pipelines.options import AttributionOptions
 
     parser = _BeamArgumentParser(add_help=False)
     AttributionOptions._add_argparse_args(parser)
-    actions = parser._option_string_actions  # noqa: SLF001 (introspection of our own flags)
+    return dict(parser._option_string_actions)  # noqa: SLF001 (introspection of our own flags)
+
+
+def pipeline_flags(label: str, modes: dict[str, list[str]], work: Path) -> list[str]:
+    """Flags of a pipeline run in checks mode ``label``: as ``revattr run`` does, a run
+    with checks also writes the data-quality page (into the run's work directory)."""
+    flags = list(modes[label])
+    if label == "on" and "--quality_page" in _option_actions():
+        flags.append(f"--quality_page={work / 'quality.html'}")
+    return flags
+
+
+def _checks_flags() -> dict[bool, list[str]] | None:
+    actions = _option_actions()
     for name in ("--checks", "--no_checks", "--no-checks", "--skip_checks"):
         action = actions.get(name)
         if action is None:
@@ -438,9 +456,15 @@ def _child(argv: list[str]) -> int:
 
 @dataclass(frozen=True)
 class Cell:
+    """One (size, format) of the plan: ``repeats`` pairs, pipeline in each ``checks`` mode."""
+
     size: int
     format: str
     repeats: int
+    checks: tuple[str, ...] = ("n/a",)
+
+    def replace(self, **changes: object) -> Cell:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -453,13 +477,15 @@ class Rates:
     source: str
 
     def pipeline_s(self, size: int, fmt: str, checks: str) -> float:
-        key = (fmt, checks)
-        return self.startup(fmt, checks) + size / self.pipeline_eps.get(
-            key, _FALLBACK["pipeline_eps"][fmt] / (_FALLBACK["checks_on_factor"]
-                                                   if checks == "on" else 1.0))
+        fallback = _FALLBACK["pipeline_eps"][fmt]
+        if checks == "on":
+            fallback /= _FALLBACK["checks_on_factor"]
+        return self.startup(fmt, checks) + size / self.pipeline_eps.get((fmt, checks), fallback)
 
     def startup(self, fmt: str, checks: str) -> float:
-        return self.startup_s.get((fmt, checks), _FALLBACK["startup_s"])
+        fallback = _FALLBACK["startup_s"] + (_FALLBACK["startup_on_extra_s"]
+                                             if checks == "on" else 0.0)
+        return self.startup_s.get((fmt, checks), fallback)
 
     def reference_s(self, size: int, fmt: str) -> float:
         return _FALLBACK["reference_fixed_s"] + size / self.reference_eps.get(
@@ -467,6 +493,7 @@ class Rates:
 
 
 def load_rates(results_csv: Path, host: str) -> Rates:
+    """Rates from the latest rows of ``results_csv`` for ``host`` (runs of >= 100k events)."""
     rates = Rates({}, {}, {}, "built-in estimates")
     if not results_csv.is_file():
         return rates
@@ -476,11 +503,11 @@ def load_rates(results_csv: Path, host: str) -> Rates:
         try:
             size, fmt, checks = int(row["size"]), row["format"], row["checks"]
             pipeline, reference = float(row["pipeline_s_median"]), float(row["reference_s_median"])
+            startup = float(row["startup_s"])
         except (KeyError, ValueError):
             continue
         if size < 100_000 or fmt not in DEFAULT_FORMATS:
             continue
-        startup = float(row["startup_s"]) if row.get("startup_s") else _FALLBACK["startup_s"]
         rates.startup_s[(fmt, checks)] = startup
         rates.pipeline_eps[(fmt, checks)] = size / max(1.0, pipeline - startup)
         rates.reference_eps[fmt] = size / max(1.0, reference - _FALLBACK["reference_fixed_s"])
@@ -488,46 +515,58 @@ def load_rates(results_csv: Path, host: str) -> Rates:
     return rates
 
 
-def estimate_seconds(cells: Sequence[Cell], modes: Sequence[str], rates: Rates,
-                     data_dir: Path, quick: bool = False) -> float:
+def estimate_seconds(cells: Sequence[Cell], rates: Rates, data_dir: Path,
+                     quick: bool = False) -> float:
+    """Seconds the plan should take: runs, comparisons, start-up runs, missing data sets."""
     total = 0.0
-    formats = {c.format for c in cells}
     for cell in cells:
         per_repeat = rates.reference_s(cell.size, cell.format) + sum(
             rates.pipeline_s(cell.size, cell.format, m) + cell.size / _FALLBACK["compare_eps"]
-            for m in modes)
+            for m in cell.checks)
         total += cell.repeats * per_repeat
         if not _dataset_ok(data_dir / f"{cell.format}-{cell.size}",
                            dataset_args(cell.size, cell.format, quick)):
             total += _FALLBACK["generate_fixed_s"] + cell.size / _FALLBACK["generate_eps"]
     if not quick:
-        total += sum(rates.startup(f, m) for f in formats for m in modes)
+        total += sum(rates.startup(f, m) for f, m in {(c.format, m) for c in cells
+                                                       for m in c.checks})
     return total
 
 
-def make_cells(sizes: Sequence[int], formats: Sequence[str], repeats: int) -> list[Cell]:
-    return [Cell(s, f, repeats) for s in sizes for f in formats]
+def make_cells(sizes: Sequence[int], formats: Sequence[str], repeats: int,
+               checks: Sequence[str] = ("n/a",)) -> list[Cell]:
+    return [Cell(s, f, repeats, tuple(checks)) for s in sizes for f in formats]
 
 
 def fit_to_budget(cells: list[Cell], estimate: Callable[[list[Cell]], float],
                   budget_s: float) -> tuple[list[Cell], list[str]]:
     """Trim the plan until its estimate fits ``budget_s``; returns it and what was cut.
 
-    In order: one repeat at the largest size; Parquet only at the largest size; fewer
-    repeats at the other sizes (down to one); drop the largest size."""
+    In order, until it fits: one repeat at the largest size; Parquet only at the
+    largest size; checks off only at the largest size; checks off only for JSONL;
+    fewer repeats at the other sizes (down to one); no run at the largest size.
+    What is kept longest covers every target: Parquet with checks off and on, JSONL,
+    and Parquet at the largest size (peak RSS growth)."""
     cuts: list[str] = []
     largest = max((c.size for c in cells), default=0)
     smaller = sorted({c.size for c in cells if c.size != largest})
 
+    def off_only(cell: Cell) -> Cell:
+        return cell.replace(checks=("off",)) if "off" in cell.checks else cell
+
     def steps() -> Iterable[tuple[str, Callable[[list[Cell]], list[Cell]]]]:
         yield (f"1 repeat at {largest:,}",
-               lambda cs: [Cell(c.size, c.format, 1) if c.size == largest else c for c in cs])
+               lambda cs: [c.replace(repeats=1) if c.size == largest else c for c in cs])
         yield (f"parquet only at {largest:,}",
                lambda cs: [c for c in cs if c.size != largest or c.format == "parquet"])
+        yield (f"checks off only at {largest:,}",
+               lambda cs: [off_only(c) if c.size == largest else c for c in cs])
+        yield ("checks off only for jsonl",
+               lambda cs: [off_only(c) if c.format == "jsonl" else c for c in cs])
         most = max((c.repeats for c in cells), default=1)
         for r in range(most - 1, 0, -1):
             yield (f"{r} repeat(s) below {largest:,}",
-                   lambda cs, r=r: [Cell(c.size, c.format, min(c.repeats, r)) for c in cs])
+                   lambda cs, r=r: [c.replace(repeats=min(c.repeats, r)) for c in cs])
         if smaller:
             yield (f"no {largest:,} run", lambda cs: [c for c in cs if c.size != largest])
 
@@ -625,15 +664,16 @@ def run_bench(
     rates = load_rates(results_csv, machine["host"])
 
     def estimate(cs: list[Cell]) -> float:
-        return estimate_seconds(cs, list(modes), rates, data_dir, quick)
+        return estimate_seconds(cs, rates, data_dir, quick)
 
-    cells = make_cells(sorted(set(sizes)), list(dict.fromkeys(formats)), max(1, repeats))
+    cells = make_cells(sorted(set(sizes)), list(dict.fromkeys(formats)), max(1, repeats),
+                       list(modes))
     cuts: list[str] = []
     if budget_s is not None and trim_to_budget and not quick:
         cells, cuts = fit_to_budget(cells, estimate, budget_s * BUDGET_MARGIN)
     total = estimate(cells)
-    say("plan: " + "; ".join(f"{c.size:,} {c.format} x{c.repeats}" for c in cells)
-        + f"; checks: {', '.join(modes)}")
+    say("plan: " + "; ".join(f"{c.size:,} {c.format} x{c.repeats} checks {'+'.join(c.checks)}"
+                             for c in cells))
     if cuts:
         say(f"  trimmed to fit {budget_s / 60:.0f} min: {', '.join(cuts)}")
     say(f"estimated total: {total / 60:.1f} min (rates from {rates.source})")
@@ -670,8 +710,8 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
     dataset = ensure_dataset(data_dir, cell.size, cell.format, quick, say)
     pattern, reference_dir = events_glob(dataset, cell.format), str(dataset / "reference")
     expected = expected_counts(dataset)
-    rows = {label: BenchRow(cell.size, cell.format, label, cell.repeats) for label in modes}
-    for label, flags in modes.items():
+    rows = {label: BenchRow(cell.size, cell.format, label, cell.repeats) for label in cell.checks}
+    for label in cell.checks:
         if quick:
             continue
         if (cell.format, label) not in startup:
@@ -680,7 +720,8 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
             work.mkdir()
             result = _run_child("pipeline", [
                 f"--events={events_glob(tiny, cell.format)}", f"--reference={tiny / 'reference'}",
-                f"--db={work / 'pipeline.duckdb'}", *flags, *beam_args],
+                f"--db={work / 'pipeline.duckdb'}", *pipeline_flags(label, modes, work),
+                *beam_args],
                 work / "pipeline.log", _timeout(STARTUP_EVENTS))
             startup[(cell.format, label)] = result.seconds if result.ok else None
             say(f"start-up {cell.format} checks={label}: "
@@ -693,7 +734,7 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
         reference_db = work / "reference.duckdb"
         pipeline_dbs: dict[str, Path] = {}
         reference: ChildResult | None = None
-        labels = list(modes)
+        labels = list(cell.checks)
         # Alternate: pipeline, reference, pipeline (other checks mode) ...
         order = [("pipeline", labels[0]), ("reference", None)]
         order += [("pipeline", m) for m in labels[1:]]
@@ -710,7 +751,8 @@ def _bench_cell(cell: Cell, modes: dict[str, list[str]], data_dir: Path, runs: P
             pipeline_dbs[label] = db
             result = _run_child("pipeline", [
                 f"--events={pattern}", f"--reference={reference_dir}", f"--db={db}",
-                *modes[label], *beam_args], work / f"pipeline-{label}.log", _timeout(cell.size))
+                *pipeline_flags(label, modes, work), *beam_args],
+                work / f"pipeline-{label}.log", _timeout(cell.size))
             pipelines[label] = result
             _report(say, cell, i, "pipeline", label, result)
         assert reference is not None
@@ -848,6 +890,8 @@ def print_rows(rows: Sequence[BenchRow], console=None) -> None:  # noqa: ANN001 
     from rich.table import Table
 
     console = console or Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 180)  # a log file: do not squeeze the table
     table = Table(title="revattr bench: pipeline vs SQL reference", title_justify="left")
     for name in ("size", "format", "checks", "pipeline ev/s", "ev/s excl. start-up",
                  "reference ev/s", "ratio p/r", "start-up s", "peak RSS MiB", "runs", "equal"):
@@ -941,6 +985,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
         return _child(argv[1:])
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # Beam's import-time warnings
     if argv[:1] == ["profile"]:
         return _profile(argv[1:])
     parser = argparse.ArgumentParser(

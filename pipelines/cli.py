@@ -49,10 +49,15 @@ def generate(
     out: Annotated[Path, typer.Option(help="Directory to write events/ and reference/ into.")],
     events: Annotated[int, typer.Option(min=1, help="Number of events to generate.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 42,
-    bad_rate: Annotated[float, typer.Option(
-        min=0.0, max=0.5, help="Share of deliberately bad records (every quarantine reason).")] = 0.0,
-    event_format: Annotated[str, typer.Option(
-        "--format", help="Event file format: jsonl or parquet.")] = "jsonl",
+    bad_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.5, help="Share of deliberately bad records (every quarantine reason)."
+        ),
+    ] = 0.0,
+    event_format: Annotated[
+        str, typer.Option("--format", help="Event file format: jsonl or parquet.")
+    ] = "jsonl",
 ) -> None:
     """Write a deterministic sample data set that exercises every hard case."""
     from pipelines.generate import generate_dataset
@@ -60,8 +65,9 @@ def generate(
     if event_format not in ("jsonl", "parquet"):
         _fail(UserError(f"unknown format {event_format!r}", hint="use jsonl or parquet"))
     started = time.perf_counter()
-    summary = generate_dataset(out, events=events, seed=seed, bad_rate=bad_rate,
-                               event_format=event_format)
+    summary = generate_dataset(
+        out, events=events, seed=seed, bad_rate=bad_rate, event_format=event_format
+    )
     console.print(
         f"Wrote {summary.events_written:,} event records in {len(summary.files)} file(s) "
         f"and the reference tables to {out} in {time.perf_counter() - started:.1f}s"
@@ -74,34 +80,49 @@ def run_batch(
     reference: Annotated[Path, typer.Option(help="Directory with the seven reference tables.")],
     db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
     reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
-    fiscal_year_start_month: Annotated[int, typer.Option(
-        min=1, max=12, help="First month of the fiscal year (quarterly views).")] = 1,
+    fiscal_year_start_month: Annotated[
+        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
+    ] = 1,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows per Arrow batch.")] = 65536,
-    checks: Annotated[bool, typer.Option(
-        "--checks/--no-checks", help="Run the data-quality suites at every stage.")] = True,
-    quality_page: Annotated[Path | None, typer.Option(
-        help="Where to write the data-quality page (default: quality.html next to --db).")] = None,
+    checks: Annotated[
+        bool,
+        typer.Option("--checks/--no-checks", help="Run the data-quality suites at every stage."),
+    ] = True,
+    quality_page: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the data-quality page (default: quality.html next to --db)."
+        ),
+    ] = None,
     runner: Annotated[str, typer.Option(help="Beam runner.")] = "DirectRunner",
-    beam_args: Annotated[list[str] | None, typer.Argument(
-        help="Extra Beam pipeline options after --, e.g. -- --direct_num_workers=2")] = None,
+    beam_args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Extra Beam pipeline options after --, e.g. -- --direct_num_workers=2"),
+    ] = None,
 ) -> None:
     """Run the batch pipeline over event files and publish into DuckDB."""
     _quiet_libraries()
     from pipelines.batch import run
 
     argv = [
-        f"--events={events}", f"--reference={reference}", f"--db={db}",
+        f"--events={events}",
+        f"--reference={reference}",
+        f"--db={db}",
         f"--reporting_currency={reporting_currency}",
         f"--fiscal_year_start_month={fiscal_year_start_month}",
-        f"--batch_rows={batch_rows}", f"--runner={runner}", f"--checks={checks}",
+        f"--batch_rows={batch_rows}",
+        f"--runner={runner}",
+        f"--checks={checks}",
         *([f"--quality_page={quality_page or db.parent / 'quality.html'}"] if checks else []),
         *(beam_args or []),
     ]
     started = time.perf_counter()
     try:
         with console.status("Starting", spinner="dots") as status:
+
             def progress(message: str) -> None:
                 status.update(f"{message} … ({time.perf_counter() - started:.0f}s)")
+
             summary = run(argv, progress=progress)
     except UserError as error:
         _fail(error)
@@ -112,13 +133,22 @@ def run_batch(
 @app.command()
 def check(
     db: Annotated[Path, typer.Option(help="DuckDB file written by `revattr run`.")] = Path(
-        "out/revenue.duckdb"),
-    reference: Annotated[Path | None, typer.Option(
-        help="Reference directory to check (default: the snapshot published in --db).")] = None,
-    quality_page: Annotated[Path | None, typer.Option(
-        help="Also write the results as a self-contained HTML page.")] = None,
+        "out/revenue.duckdb"
+    ),
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference directory to check (default: the snapshot published in --db)."
+        ),
+    ] = None,
+    quality_page: Annotated[
+        Path | None, typer.Option(help="Also write the results as a self-contained HTML page.")
+    ] = None,
 ) -> None:
-    """Re-run the output and reference suites on a published database; exit 1 on a critical failure."""
+    """Re-run the output and reference suites on a published database.
+
+    Exit 1 on a critical failure.
+    """
     _quiet_libraries()
     from pipelines.quality.check import check_database
 
@@ -133,14 +163,20 @@ def check(
         table.add_column(column, no_wrap=True)
     table.add_column("observed", overflow="fold")
     for r in rows:
-        verdict = "ok" if r["success"] else (
-            "[red]FAILED[/]" if r["severity"] == "critical" else "[yellow]failed[/]")
-        table.add_row(r["suite"], r["expectation"], r["severity"], verdict,
-                      (r["observed"] or "")[:80])
+        verdict = (
+            "ok"
+            if r["success"]
+            else ("[red]FAILED[/]" if r["severity"] == "critical" else "[yellow]failed[/]")
+        )
+        table.add_row(
+            r["suite"], r["expectation"], r["severity"], verdict, (r["observed"] or "")[:80]
+        )
     console.print(table)
     critical = [r for r in rows if not r["success"] and r["severity"] == "critical"]
-    console.print(f"{len(rows)} checks, {len(critical)} critical failure(s), "
-                  f"{sum(1 for r in rows if not r['success']) - len(critical)} warning(s)")
+    console.print(
+        f"{len(rows)} checks, {len(critical)} critical failure(s), "
+        f"{sum(1 for r in rows if not r['success']) - len(critical)} warning(s)"
+    )
     if quality_page:
         from pipelines.quality.page import render_quality_page
 
@@ -160,12 +196,17 @@ def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         table.add_row(f"  {reason}", f"{count:,}")
     table.add_row("booked revenue (this run)", f"{summary.booked_revenue:,.2f}")
-    table.add_row("balanced", "yes" if summary.balanced else
-                  f"NO: {len(summary.unbalanced_days)} day(s), first {summary.unbalanced_days[0]}")
+    table.add_row(
+        "balanced",
+        "yes"
+        if summary.balanced
+        else f"NO: {len(summary.unbalanced_days)} day(s), first {summary.unbalanced_days[0]}",
+    )
     checks_run = len(summary.checks) + len(summary.quality)
     critical, warnings = summary.critical_failures, summary.warnings
-    table.add_row("checks", f"{checks_run} run, {len(critical)} critical failed, "
-                            f"{len(warnings)} warning(s)")
+    table.add_row(
+        "checks", f"{checks_run} run, {len(critical)} critical failed, {len(warnings)} warning(s)"
+    )
     for name in critical:
         table.add_row(f"  [red]critical[/] {name}", "FAILED")
     for name in warnings:

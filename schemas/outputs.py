@@ -24,7 +24,12 @@ ATTRIBUTION_STATUSES: tuple[str, ...] = (
 MONEY_MEASURES: tuple[str, ...] = ("booked_revenue", "pipeline_created", "refunds")
 COUNT_MEASURES: tuple[str, ...] = ("won_deals", "lost_deals", "created_deals")
 MEASURES: tuple[str, ...] = (
-    "booked_revenue", "won_deals", "lost_deals", "created_deals", "pipeline_created", "refunds",
+    "booked_revenue",
+    "won_deals",
+    "lost_deals",
+    "created_deals",
+    "pipeline_created",
+    "refunds",
 )
 
 
@@ -66,7 +71,10 @@ ATTRIBUTED_EVENTS_SCHEMA = pa.schema(
 )
 
 TERRITORY_REVENUE_SCHEMA = pa.schema(
-    [pa.field("territory_id", pa.string(), nullable=False), pa.field("day", pa.date32(), nullable=False)]
+    [
+        pa.field("territory_id", pa.string(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+    ]
     + _measure_fields()
 )
 ACCOUNT_MANAGER_REVENUE_SCHEMA = pa.schema(
@@ -162,9 +170,7 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
 
 def create_table_sql(name: str, schema: pa.Schema, primary_key: tuple[str, ...] = ()) -> str:
     """``CREATE TABLE IF NOT EXISTS`` derived from a pyarrow schema."""
-    columns = [
-        f"{f.name} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
-    ]
+    columns = [f"{f.name} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema]
     if primary_key:
         columns.append(f"PRIMARY KEY ({', '.join(primary_key)})")
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(columns) + "\n)"
@@ -231,7 +237,7 @@ leaf_to_ancestor AS (
     SELECT DISTINCT r.territory_id, r.territory_id FROM territory_revenue r
     WHERE r.territory_id NOT IN (SELECT territory_id FROM territories)
 )
-SELECT la.ancestor_id AS territory_id, r.day, {_sum_measures('r.')}
+SELECT la.ancestor_id AS territory_id, r.day, {_sum_measures("r.")}
 FROM territory_revenue r JOIN leaf_to_ancestor la ON la.territory_id = r.territory_id
 GROUP BY ALL"""
     reconciliation = """CREATE OR REPLACE VIEW reconciliation AS

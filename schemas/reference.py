@@ -28,8 +28,14 @@ def _text(*names: str, required: tuple[str, ...] = ()) -> list[pa.Field]:
 REFERENCE_SCHEMAS: dict[str, pa.Schema] = {
     "accounts": pa.schema(
         _text(
-            "account_id", "account_name", "country", "region", "city", "postal_code",
-            "industry", required=("account_id",),
+            "account_id",
+            "account_name",
+            "country",
+            "region",
+            "city",
+            "postal_code",
+            "industry",
+            required=("account_id",),
         )
     ),
     "account_assignments": pa.schema(
@@ -38,20 +44,26 @@ REFERENCE_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "territories": pa.schema(
         _text(
-            "territory_id", "territory_name", "parent_territory_id", "level",
+            "territory_id",
+            "territory_name",
+            "parent_territory_id",
+            "level",
             required=("territory_id",),
         )
     ),
     "territory_rules": pa.schema(
         _text(
-            "territory_id", "country", "region", "city", "postal_prefix",
+            "territory_id",
+            "country",
+            "region",
+            "city",
+            "postal_prefix",
             required=("territory_id", "country"),
         )
         + _validity()
     ),
     "territory_managers": pa.schema(
-        _text("territory_id", "manager_id", required=("territory_id", "manager_id"))
-        + _validity()
+        _text("territory_id", "manager_id", required=("territory_id", "manager_id")) + _validity()
     ),
     "people": pa.schema(
         _text("person_id", "name", "email", "role", "reports_to", required=("person_id",))

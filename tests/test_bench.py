@@ -15,13 +15,16 @@ from pipelines.reference_sql import compute_reference
 
 
 @pytest.mark.slow
-def test_quick_bench_runs_both_formats_equal_to_the_reference_and_writes_csv(tmp_path):
+def test_quick_bench_is_equal_to_the_reference_and_writes_csv_rows(tmp_path):
     results = tmp_path / "results.csv"
+    # JSONL (every quarantine reason, malformed included), checks on and off when the
+    # pipeline has the flag; Parquet is covered by the real bench and the end-to-end tests.
     rows = bench.run_bench(quick=True, data_dir=tmp_path / "data", results_csv=results,
-                           formats=("parquet", "jsonl"), say=lambda _m: None)
+                           formats=("jsonl",), checks=(False, True), say=lambda _m: None)
 
-    assert {(r.size, r.format) for r in rows} == {(bench.QUICK_SIZE, "parquet"),
-                                                  (bench.QUICK_SIZE, "jsonl")}
+    modes = set(bench.checks_modes((False, True)))
+    assert {(r.size, r.format, r.checks) for r in rows} == {
+        (bench.QUICK_SIZE, "jsonl", mode) for mode in modes}
     for row in rows:
         assert row.differences == []
         assert row.equal and row.pairs == 1
@@ -102,22 +105,27 @@ def test_compare_outputs_reports_a_missing_view_row_and_quarantine_counts(equal_
 
 
 def test_the_default_plan_is_trimmed_in_the_documented_order():
-    cells = bench.make_cells((1_000_000, 5_000_000), ("parquet", "jsonl"), 3)
+    cells = bench.make_cells((1_000_000, 5_000_000), ("parquet", "jsonl"), 3, ("off", "on"))
 
-    def estimate(cs):  # seconds: one per thousand events per repeat
-        return sum(c.size / 1000 * c.repeats for c in cs)
+    def estimate(cs):  # seconds: one per thousand events per pipeline run
+        return sum(c.size / 1000 * c.repeats * len(c.checks) for c in cs)
 
-    fitted, cuts = bench.fit_to_budget(cells, estimate, budget_s=11_000)
-    assert cuts == ["1 repeat at 5,000,000", "parquet only at 5,000,000"]
-    assert fitted == [bench.Cell(1_000_000, "parquet", 3), bench.Cell(1_000_000, "jsonl", 3),
-                      bench.Cell(5_000_000, "parquet", 1)]
-    fitted, cuts = bench.fit_to_budget(cells, estimate, budget_s=7_000)
-    assert cuts[2:] == ["2 repeat(s) below 5,000,000", "1 repeat(s) below 5,000,000"]
-    assert fitted == [bench.Cell(1_000_000, "parquet", 1), bench.Cell(1_000_000, "jsonl", 1),
-                      bench.Cell(5_000_000, "parquet", 1)]
+    def cell(size, fmt, repeats, checks=("off", "on")):
+        return bench.Cell(size, fmt, repeats, checks)
+
+    fitted, cuts = bench.fit_to_budget(cells, estimate, budget_s=17_000)
+    assert cuts == ["1 repeat at 5,000,000", "parquet only at 5,000,000",
+                    "checks off only at 5,000,000"]
+    assert fitted == [cell(1_000_000, "parquet", 3), cell(1_000_000, "jsonl", 3),
+                      cell(5_000_000, "parquet", 1, ("off",))]
+    fitted, cuts = bench.fit_to_budget(cells, estimate, budget_s=8_000)
+    assert cuts[3:] == ["checks off only for jsonl", "2 repeat(s) below 5,000,000",
+                        "1 repeat(s) below 5,000,000"]
+    assert fitted == [cell(1_000_000, "parquet", 1), cell(1_000_000, "jsonl", 1, ("off",)),
+                      cell(5_000_000, "parquet", 1, ("off",))]
     fitted, cuts = bench.fit_to_budget(cells, estimate, budget_s=1_000)
     assert cuts[-1] == "no 5,000,000 run"
-    assert fitted == [bench.Cell(1_000_000, "parquet", 1), bench.Cell(1_000_000, "jsonl", 1)]
+    assert fitted == [cell(1_000_000, "parquet", 1), cell(1_000_000, "jsonl", 1, ("off",))]
     assert bench.fit_to_budget(cells, estimate, budget_s=10**9) == (cells, [])
 
 

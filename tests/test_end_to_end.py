@@ -35,14 +35,22 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def run_pipeline(data: Path, db: Path, events: str = "events/*.jsonl") -> object:
-    return run([f"--events={data / events}", f"--reference={data / 'reference'}", f"--db={db}",
-                "--checks=false"])
+    return run(
+        [
+            f"--events={data / events}",
+            f"--reference={data / 'reference'}",
+            f"--db={db}",
+            "--checks=false",
+        ]
+    )
 
 
 def snapshot(db: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as con:
         return {
-            "facts": con.execute(f"SELECT {FACT_COLUMNS} FROM attributed_events ORDER BY event_id").fetchall(),
+            "facts": con.execute(
+                f"SELECT {FACT_COLUMNS} FROM attributed_events ORDER BY event_id"
+            ).fetchall(),
             **{v: con.execute(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in VIEWS},
             "rollup": con.execute("SELECT * FROM territory_revenue_rollup ORDER BY ALL").fetchall(),
             "reconciliation": con.execute("SELECT * FROM reconciliation ORDER BY day").fetchall(),
@@ -74,7 +82,9 @@ def test_pipeline_equals_the_independent_sql_reference(dataset, published):
     con.execute(f"ATTACH '{db}' AS p (READ_ONLY)")
     for pipeline, reference in [("p.attributed_events", "ref_attributed_events")]:
         for a, b in ((pipeline, reference), (reference, pipeline)):
-            diff = con.execute(f"SELECT {FACT_COLUMNS} FROM {a} EXCEPT SELECT {FACT_COLUMNS} FROM {b} LIMIT 5").fetchall()
+            diff = con.execute(
+                f"SELECT {FACT_COLUMNS} FROM {a} EXCEPT SELECT {FACT_COLUMNS} FROM {b} LIMIT 5"
+            ).fetchall()
             assert diff == [], f"rows of {a} not in {b}: {diff}"
     for view in VIEWS:
         for a, b in ((f"p.{view}", f"ref_{view}"), (f"ref_{view}", f"p.{view}")):
@@ -88,13 +98,19 @@ def test_pipeline_equals_the_independent_sql_reference(dataset, published):
 def test_every_day_balances_and_both_views_tie_to_the_facts_to_the_cent(published):
     db, summary = published
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM reconciliation WHERE NOT balanced").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM reconciliation WHERE NOT balanced").fetchall() == [
+            (0,)
+        ]
         facts, territory, manager = con.execute(
             "SELECT (SELECT sum(booked_revenue) FROM attributed_events),"
             " (SELECT sum(booked_revenue) FROM territory_revenue),"
-            " (SELECT sum(booked_revenue) FROM account_manager_revenue)").fetchall()[0]
-        statuses = dict(con.execute(
-            "SELECT attribution_status, count(*) FROM attributed_events GROUP BY ALL").fetchall())
+            " (SELECT sum(booked_revenue) FROM account_manager_revenue)"
+        ).fetchall()[0]
+        statuses = dict(
+            con.execute(
+                "SELECT attribution_status, count(*) FROM attributed_events GROUP BY ALL"
+            ).fetchall()
+        )
     assert facts == territory == manager == summary.booked_revenue
     assert {"attributed", "unknown_account", "no_account_manager", "no_territory"} <= set(statuses)
 
@@ -109,7 +125,9 @@ def test_rerunning_the_same_input_changes_nothing(dataset, published, tmp_path):
     assert second.duplicates == published[1].accepted + published[1].duplicates
     assert snapshot(db) == before
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(published[1].quarantined,)]
+        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [
+            (published[1].quarantined,)
+        ]
         assert con.execute("SELECT count(*) FROM pipeline_runs").fetchall() == [(2,)]
 
 
@@ -137,4 +155,5 @@ def test_parquet_input_gives_the_same_answer_as_the_sql_reference(tmp_path):
         for a, b in ((f"p.{view}", f"ref_{view}"), (f"ref_{view}", f"p.{view}")):
             assert con.execute(f"SELECT * FROM {a} EXCEPT SELECT * FROM {b}").fetchall() == []
     assert con.execute("SELECT accepted, duplicates, quarantined FROM ref_counts").fetchall() == [
-        (summary.accepted, summary.duplicates, summary.quarantined)]
+        (summary.accepted, summary.duplicates, summary.quarantined)
+    ]

@@ -14,13 +14,30 @@ from pipelines.generate import generate_dataset
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-SUITES = {"raw_events", "enriched_events", "territory_revenue", "account_manager_revenue",
-          "reconciliation", "reference"}
+SUITES = {
+    "raw_events",
+    "enriched_events",
+    "territory_revenue",
+    "account_manager_revenue",
+    "reconciliation",
+    "reference",
+}
 
 
 def run_cli(data, db, *extra):
-    return runner.invoke(app, ["run", "--events", str(data / "events"), "--reference",
-                               str(data / "reference"), "--db", str(db), *extra])
+    return runner.invoke(
+        app,
+        [
+            "run",
+            "--events",
+            str(data / "events"),
+            "--reference",
+            str(data / "reference"),
+            "--db",
+            str(db),
+            *extra,
+        ],
+    )
 
 
 def query(db, sql):
@@ -60,7 +77,9 @@ def test_a_critical_reference_failure_keeps_the_published_views_and_exits_1(clea
     assert "rule_ties_absent" in result.output
     assert query(db, "SELECT * FROM territory_revenue ORDER BY ALL") == before
     assert query(db, "SELECT status FROM pipeline_runs ORDER BY started_at") == [
-        ("succeeded",), ("failed_checks",)]
+        ("succeeded",),
+        ("failed_checks",),
+    ]
     failed = query(db, "SELECT suite, expectation, severity FROM dq_results WHERE NOT success")
     assert ("reference", "rule_ties_absent", "critical") in failed
 
@@ -79,8 +98,10 @@ def test_check_verb_passes_on_the_published_database_and_fails_on_a_tampered_vie
     db = tmp_path / "revenue.duckdb"
     shutil.copy(published_db, db)
     with duckdb.connect(str(db)) as con:
-        con.execute("UPDATE territory_revenue SET booked_revenue = booked_revenue + 0.01 "
-                    "WHERE rowid = (SELECT min(rowid) FROM territory_revenue)")
+        con.execute(
+            "UPDATE territory_revenue SET booked_revenue = booked_revenue + 0.01 "
+            "WHERE rowid = (SELECT min(rowid) FROM territory_revenue)"
+        )
     result = runner.invoke(app, ["check", "--db", str(db)])
     assert result.exit_code == 1
     assert "every_day_balanced" in result.output

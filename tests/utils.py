@@ -10,7 +10,7 @@ import pyarrow as pa
 from schemas.events import EVENT_SCHEMA
 from schemas.money import REPORTING_MONEY_TYPE
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def ts(text: str) -> dt.datetime:
@@ -21,9 +21,16 @@ def ts(text: str) -> dt.datetime:
 def events_table(rows: list[dict]) -> pa.Table:
     """Typed events (EVENT_SCHEMA) from partial dicts; unspecified fields get defaults."""
     defaults = {
-        "event_type": "deal_won", "event_time": "2026-03-01T12:00:00Z", "deal_id": "D1",
-        "account_id": "A1", "amount": "100.00", "currency": "USD", "stage": None,
-        "product": None, "opportunity_owner_id": None, "source": "events.jsonl",
+        "event_type": "deal_won",
+        "event_time": "2026-03-01T12:00:00Z",
+        "deal_id": "D1",
+        "account_id": "A1",
+        "amount": "100.00",
+        "currency": "USD",
+        "stage": None,
+        "product": None,
+        "opportunity_owner_id": None,
+        "source": "events.jsonl",
     }
     full = []
     for position, row in enumerate(rows, start=1):

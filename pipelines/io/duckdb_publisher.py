@@ -59,14 +59,20 @@ class RunSummary:
     @property
     def critical_failures(self) -> list[str]:
         publication = [e for e, severity, ok, _ in self.checks if severity == "critical" and not ok]
-        staged = [f"{suite}.{e}" for _, suite, e, severity, ok in self.quality
-                  if severity == "critical" and not ok]
+        staged = [
+            f"{suite}.{e}"
+            for _, suite, e, severity, ok in self.quality
+            if severity == "critical" and not ok
+        ]
         return publication + staged
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{suite}.{e}" for _, suite, e, severity, ok in self.quality
-                if severity != "critical" and not ok]
+        return [
+            f"{suite}.{e}"
+            for _, suite, e, severity, ok in self.quality
+            if severity != "critical" and not ok
+        ]
 
     @property
     def balanced(self) -> bool:
@@ -101,7 +107,9 @@ class PublishedEvents:
             return None
         con = connect(self.db_path, read_only=True)
         try:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            tables = {
+                r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
             if "attributed_events" not in tables:
                 return None
             wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
@@ -166,22 +174,35 @@ class DuckDBPublisher:
             con.close()  # an uncommitted transaction is rolled back here
 
     # -- steps -------------------------------------------------------------
-    def _count(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> RunSummary:
+    def _count(
+        self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo
+    ) -> RunSummary:
         def rows(name: str) -> int:
             files = part_files(staging, name)
-            return con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchall()[0][0] if files else 0
+            return (
+                con.execute(f"SELECT count(*) FROM {_parquet(files)}").fetchall()[0][0]
+                if files
+                else 0
+            )
 
         inputs = part_files(staging, "inputs")
         input_records = (
-            con.execute(f"SELECT coalesce(sum(records), 0) FROM {_parquet(inputs)}").fetchall()[0][0]
-            if inputs else 0
+            con.execute(f"SELECT coalesce(sum(records), 0) FROM {_parquet(inputs)}").fetchall()[0][
+                0
+            ]
+            if inputs
+            else 0
         )
         quarantine = part_files(staging, "quarantine")
-        by_reason = dict(
-            con.execute(
-                f"SELECT reason, count(*) FROM {_parquet(quarantine)} GROUP BY reason ORDER BY reason"
-            ).fetchall()
-        ) if quarantine else {}
+        by_reason = (
+            dict(
+                con.execute(
+                    f"SELECT reason, count(*) FROM {_parquet(quarantine)} GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+            )
+            if quarantine
+            else {}
+        )
         return RunSummary(
             run_id=run.run_id,
             status="succeeded",
@@ -192,14 +213,18 @@ class DuckDBPublisher:
             quarantined_by_reason=by_reason,
         )
 
-    def _replace_reference(self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]) -> None:
+    def _replace_reference(
+        self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]
+    ) -> None:
         for name, table in reference.items():
             con.register("_reference_snapshot", table)
             _exec(con, f"DELETE FROM {name}")
             _exec(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
             con.unregister("_reference_snapshot")
 
-    def _apply(self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo) -> list[dt.date]:
+    def _apply(
+        self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo
+    ) -> list[dt.date]:
         facts = part_files(staging, "attributed_events")
         touched: list[dt.date] = []
         if facts:
@@ -211,8 +236,12 @@ class DuckDBPublisher:
                     where=str(self.db_path),
                     hint="run again: already published events are then counted as duplicates",
                 ) from error
-            touched = [r[0] for r in con.execute(
-                f"SELECT DISTINCT day FROM {_parquet(facts)} ORDER BY day").fetchall()]
+            touched = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT day FROM {_parquet(facts)} ORDER BY day"
+                ).fetchall()
+            ]
         for view, key in REVENUE_VIEWS.items():
             parts = part_files(staging, view)
             if not parts:
@@ -220,14 +249,16 @@ class DuckDBPublisher:
             sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
             updates = ", ".join(f"{m} = {view}.{m} + excluded.{m}" for m in MEASURES)
             # Summing first: ON CONFLICT drops repeated keys within one statement.
-            _exec(con, 
+            _exec(
+                con,
                 f"INSERT INTO {view} SELECT {key}, day, {sums} FROM {_parquet(parts)} "
-                f"GROUP BY {key}, day ON CONFLICT ({key}, day) DO UPDATE SET {updates}"
+                f"GROUP BY {key}, day ON CONFLICT ({key}, day) DO UPDATE SET {updates}",
             )
         quarantine = part_files(staging, "quarantine")
         if quarantine:
             # Idempotent: a record quarantined by an earlier run is not added again.
-            _exec(con, 
+            _exec(
+                con,
                 f"""INSERT INTO quarantine
                 SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
                 FROM {_parquet(quarantine)} q
@@ -239,13 +270,20 @@ class DuckDBPublisher:
             )
         return touched
 
-    def _unbalanced_days(self, con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> list[dt.date]:
+    def _unbalanced_days(
+        self, con: duckdb.DuckDBPyConnection, days: list[dt.date]
+    ) -> list[dt.date]:
         if not days:
             return []
         touched = pa.table({"day": pa.array(days, pa.date32())})  # noqa: F841 (scanned by DuckDB)
-        return [r[0] for r in con.execute(
-            "SELECT day FROM reconciliation WHERE day IN (SELECT day FROM touched) AND NOT balanced "
-            "ORDER BY day").fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT day FROM reconciliation "
+                "WHERE day IN (SELECT day FROM touched) AND NOT balanced "
+                "ORDER BY day"
+            ).fetchall()
+        ]
 
     def _booked_revenue(self, con: duckdb.DuckDBPyConnection, staging: str | Path) -> Decimal:
         facts = part_files(staging, "attributed_events")
@@ -258,27 +296,43 @@ class DuckDBPublisher:
         accounted = summary.accepted + summary.duplicates + summary.quarantined
         accounted_ok = accounted == summary.input_records
         summary.checks = [
-            ("input_records_accounted_for", "critical", accounted_ok,
-             f"input {summary.input_records} = accepted {summary.accepted} + duplicates "
-             f"{summary.duplicates} + quarantined {summary.quarantined} ({accounted})"),
-            ("touched_days_balanced", "critical", summary.balanced,
-             f"{len(summary.unbalanced_days)} unbalanced day(s)"
-             + (f", first {summary.unbalanced_days[0]}" if summary.unbalanced_days else "")),
+            (
+                "input_records_accounted_for",
+                "critical",
+                accounted_ok,
+                f"input {summary.input_records} = accepted {summary.accepted} + duplicates "
+                f"{summary.duplicates} + quarantined {summary.quarantined} ({accounted})",
+            ),
+            (
+                "touched_days_balanced",
+                "critical",
+                summary.balanced,
+                f"{len(summary.unbalanced_days)} unbalanced day(s)"
+                + (f", first {summary.unbalanced_days[0]}" if summary.unbalanced_days else ""),
+            ),
         ]
         if not accounted_ok or any(
-                severity == "critical" and not ok for _, _, _, severity, ok in summary.quality):
+            severity == "critical" and not ok for _, _, _, severity, ok in summary.quality
+        ):
             summary.status = "failed_checks"
         elif not summary.balanced:
             summary.status = "unbalanced"
 
-    def _staged_quality(self, con: duckdb.DuckDBPyConnection, staging: str | Path,
-                        ) -> list[tuple[str, str, str, str, bool]]:
+    def _staged_quality(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        staging: str | Path,
+    ) -> list[tuple[str, str, str, str, bool]]:
         files = part_files(staging, "dq_results")
         if not files:
             return []
-        return [tuple(r) for r in con.execute(
-            f"SELECT stage, suite, expectation, severity, success FROM {_parquet(files)} "
-            "ORDER BY suite, expectation").fetchall()]
+        return [
+            tuple(r)
+            for r in con.execute(
+                f"SELECT stage, suite, expectation, severity, success FROM {_parquet(files)} "
+                "ORDER BY suite, expectation"
+            ).fetchall()
+        ]
 
     def run_results(self, run_id: str) -> pa.Table:
         """The check results of one run as stored in ``dq_results``."""
@@ -286,22 +340,40 @@ class DuckDBPublisher:
         try:
             return con.sql(
                 "SELECT stage, suite, expectation, severity, success, observed, examples "
-                f"FROM dq_results WHERE run_id = '{run_id}'").to_arrow_table()
+                f"FROM dq_results WHERE run_id = '{run_id}'"
+            ).to_arrow_table()
         finally:
             con.close()
 
-    def _record_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary,
-                    staging: str | Path) -> None:
-        _exec(con, 
+    def _record_run(
+        self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary, staging: str | Path
+    ) -> None:
+        _exec(
+            con,
             "INSERT INTO pipeline_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?)",
-            [run.run_id, run.mode, run.started_at, summary.input_records, summary.accepted,
-             summary.duplicates, summary.quarantined, summary.status],
+            [
+                run.run_id,
+                run.mode,
+                run.started_at,
+                summary.input_records,
+                summary.accepted,
+                summary.duplicates,
+                summary.quarantined,
+                summary.status,
+            ],
         )
         for expectation, severity, success, observed in summary.checks:
-            _exec(con,
-                  "INSERT INTO dq_results VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now(), NULL)",
-                  [run.run_id, expectation, severity, success, observed])
+            _exec(
+                con,
+                "INSERT INTO dq_results "
+                "VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now(), NULL)",
+                [run.run_id, expectation, severity, success, observed],
+            )
         files = part_files(staging, "dq_results")
         if files:
-            _exec(con, "INSERT INTO dq_results SELECT ?, stage, suite, expectation, severity, "
-                       f"success, observed, now(), examples FROM {_parquet(files)}", [run.run_id])
+            _exec(
+                con,
+                "INSERT INTO dq_results SELECT ?, stage, suite, expectation, severity, "
+                f"success, observed, now(), examples FROM {_parquet(files)}",
+                [run.run_id],
+            )

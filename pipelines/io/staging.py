@@ -25,7 +25,10 @@ STAGED_OUTPUTS: tuple[str, ...] = (
 )
 
 INPUT_COUNT_SCHEMA = pa.schema(
-    [pa.field("source", pa.string(), nullable=False), pa.field("records", pa.int64(), nullable=False)]
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("records", pa.int64(), nullable=False),
+    ]
 )
 
 

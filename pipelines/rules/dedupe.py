@@ -103,9 +103,11 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     contested_mask = pc.is_in(ids, value_set=repeated)
     clean = events.filter(pc.invert(contested_mask))
     contested = events.filter(contested_mask)
-    incoming = contested.select(["event_id", *PAYLOAD_FIELDS, "source", "position"]).append_column(
-        "origin", pa.repeat(pa.scalar(1, pa.int8()), contested.num_rows)
-    ).append_column("row", pa.array(np.arange(contested.num_rows), pa.int64()))
+    incoming = (
+        contested.select(["event_id", *PAYLOAD_FIELDS, "source", "position"])
+        .append_column("origin", pa.repeat(pa.scalar(1, pa.int8()), contested.num_rows))
+        .append_column("row", pa.array(np.arange(contested.num_rows), pa.int64()))
+    )
     parts = [incoming]
     if published is not None and published.num_rows:
         n = published.num_rows
@@ -120,8 +122,12 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     combined = pa.concat_tables(parts).combine_chunks()
     order = pc.sort_indices(
         combined,
-        sort_keys=[("event_id", "ascending"), ("origin", "ascending"),
-                   ("source", "ascending"), ("position", "ascending")],
+        sort_keys=[
+            ("event_id", "ascending"),
+            ("origin", "ascending"),
+            ("source", "ascending"),
+            ("position", "ascending"),
+        ],
     )
     combined = combined.take(order)
 
@@ -134,8 +140,10 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     winner_rows = combined.take(pa.array(winner))
     same = pa.array(np.ones(combined.num_rows, dtype=bool))
     for field in PAYLOAD_FIELDS:
-        same = pc.and_(same, _null_safe_equal(combined[field].combine_chunks(),
-                                               winner_rows[field].combine_chunks()))
+        same = pc.and_(
+            same,
+            _null_safe_equal(combined[field].combine_chunks(), winner_rows[field].combine_chunks()),
+        )
     is_incoming = pc.equal(combined["origin"], 1)
     is_winner = pa.array(starts)
     later = pc.and_(is_incoming, pc.invert(is_winner))
@@ -148,8 +156,11 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
         pc.equal(winner_rows["origin"], 0),
         "the already published event",
         pc.binary_join_element_wise(
-            "the first occurrence at ", winner_rows["source"], ":",
-            pc.cast(winner_rows["position"], pa.string()), "",
+            "the first occurrence at ",
+            winner_rows["source"],
+            ":",
+            pc.cast(winner_rows["position"], pa.string()),
+            "",
         ),
     )
     detail = pc.binary_join_element_wise(
@@ -157,6 +168,8 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     )
     conflict_rows = contested.take(combined.filter(conflict_mask)["row"])
     conflicts = rejects_from(conflict_rows, "conflicting_duplicate", detail.filter(conflict_mask))
-    duplicates = combined.filter(duplicate_mask).select(DUPLICATE_SCHEMA.names).cast(DUPLICATE_SCHEMA)
+    duplicates = (
+        combined.filter(duplicate_mask).select(DUPLICATE_SCHEMA.names).cast(DUPLICATE_SCHEMA)
+    )
     unique = pa.concat_tables([clean, contested.take(keep_rows)])
     return DedupeResult(unique, duplicates, conflicts)

@@ -22,7 +22,14 @@ EFFECTS: dict[str, tuple[int, int, int, int, int, int]] = {
     "deal_refunded": (-1, 0, 0, 0, 0, 1),
     "deal_reopened": (-1, -1, 0, 0, 0, 0),
 }
-_COLUMNS = ("booked_revenue", "won_deals", "lost_deals", "created_deals", "pipeline_created", "refunds")
+_COLUMNS = (
+    "booked_revenue",
+    "won_deals",
+    "lost_deals",
+    "created_deals",
+    "pipeline_created",
+    "refunds",
+)
 _MONEY = {"booked_revenue", "pipeline_created", "refunds"}
 
 
@@ -46,8 +53,11 @@ def apply_effects(events: pa.Table) -> pa.Table:
         coefficient = _coefficients(events["event_type"], position)
         if column in _MONEY:
             zero = pa.scalar(0, REPORTING_MONEY_TYPE)
-            value = pc.if_else(pc.equal(coefficient, 1), amount,
-                               pc.if_else(pc.equal(coefficient, -1), pc.negate(amount), zero))
+            value = pc.if_else(
+                pc.equal(coefficient, 1),
+                amount,
+                pc.if_else(pc.equal(coefficient, -1), pc.negate(amount), zero),
+            )
             value = pc.cast(value, REPORTING_MONEY_TYPE)
         else:
             value = coefficient

@@ -38,8 +38,13 @@ class ReduceInput(beam.CombineFn):
     ``kind == "totals"`` / ``"daily"``: exact mergeable sums of every row.
     """
 
-    def __init__(self, kind: str, input_name: str, sample_rows_per_batch: int | None,
-                 max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self,
+        kind: str,
+        input_name: str,
+        sample_rows_per_batch: int | None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.input_name = input_name
@@ -58,8 +63,9 @@ class ReduceInput(beam.CombineFn):
 
     def merge_accumulators(self, accumulators: Iterable[_Reduction]) -> _Reduction:
         accumulators = list(accumulators)
-        merged = _Reduction([t for a in accumulators for t in a.tables],
-                            sum(a.seen for a in accumulators))
+        merged = _Reduction(
+            [t for a in accumulators for t in a.tables], sum(a.seen for a in accumulators)
+        )
         return self._bounded(merged)
 
     def extract_output(self, accumulator: _Reduction) -> tuple[pa.Table, int]:
@@ -79,18 +85,31 @@ class ReduceInput(beam.CombineFn):
         return _Reduction([thinned], reduction.seen)
 
 
-def _check(_: object, *reduced: tuple[pa.Table, int], keys: list[tuple[str, str, str]],
-           stage: str, suite: str, parameters: dict | None) -> pa.Table:
+def _check(
+    _: object,
+    *reduced: tuple[pa.Table, int],
+    keys: list[tuple[str, str, str]],
+    stage: str,
+    suite: str,
+    parameters: dict | None,
+) -> pa.Table:
     """Build the suite's frames from the reduced inputs and validate them."""
     tables = {key: table for (key, _, _), (table, _) in zip(keys, reduced, strict=True)}
-    rows = {name: (table.num_rows, seen) for (key, name, kind), (table, seen)
-            in zip(keys, reduced, strict=True) if kind == "rows"}
+    rows = {
+        name: (table.num_rows, seen)
+        for (key, name, kind), (table, seen) in zip(keys, reduced, strict=True)
+        if kind == "rows"
+    }
     frames = sf.build_frames(suite, tables)
     notes = {}
     for frame, inputs in sf.FRAME_INPUTS[suite].items():
-        parts = [f"built from {kept} of {seen} {name} rows (sampled per batch)"
-                 for name in inputs if name in rows for kept, seen in [rows[name]]
-                 if kept < seen]
+        parts = [
+            f"built from {kept} of {seen} {name} rows (sampled per batch)"
+            for name in inputs
+            if name in rows
+            for kept, seen in [rows[name]]
+            if kept < seen
+        ]
         if parts:
             notes[frame] = "; ".join(parts)
     return run_suite(stage, suite, frames, parameters, notes=notes)
@@ -118,9 +137,14 @@ class CheckStage(beam.PTransform):
     statistics (e.g. the UNASSIGNED share) are reported as not evaluated.
     """
 
-    def __init__(self, stage: str, suite: str, sample_rows_per_batch: int | None = 5000,
-                 parameters: dict | None = None,
-                 max_sample_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(
+        self,
+        stage: str,
+        suite: str,
+        sample_rows_per_batch: int | None = 5000,
+        parameters: dict | None = None,
+        max_sample_rows: int = DEFAULT_MAX_ROWS,
+    ) -> None:
         super().__init__()
         if suite not in sf.INPUTS:
             raise ValueError(f"unknown suite {suite!r}; known: {', '.join(sf.INPUTS)}")
@@ -136,27 +160,38 @@ class CheckStage(beam.PTransform):
         needed = sf.INPUTS[self.suite]
         if not isinstance(inputs, dict):
             if len(needed) != 1:
-                raise ValueError(f"suite {self.suite} reads {', '.join(needed)}: pass a dict of "
-                                 "PCollections")
+                raise ValueError(
+                    f"suite {self.suite} reads {', '.join(needed)}: pass a dict of PCollections"
+                )
             inputs = {next(iter(needed)): inputs}
         if set(inputs) != set(needed):
-            raise ValueError(f"suite {self.suite} reads {', '.join(needed)}, got "
-                             f"{', '.join(inputs)}")
+            raise ValueError(
+                f"suite {self.suite} reads {', '.join(needed)}, got {', '.join(inputs)}"
+            )
         keys: list[tuple[str, str, str]] = []
         reduced = []
         for name, kinds in needed.items():
             for kind in kinds:
                 key = sf.reduced_name(name, kind)
                 keys.append((key, name, kind))
-                combine = ReduceInput(kind, name, self.sample_rows_per_batch,
-                                      self.max_sample_rows)
+                combine = ReduceInput(kind, name, self.sample_rows_per_batch, self.max_sample_rows)
                 label = key.replace(":", "_")
-                reduced.append(beam.pvalue.AsSingleton(
-                    inputs[name] | f"Reduce_{label}" >> beam.CombineGlobally(combine)))
+                reduced.append(
+                    beam.pvalue.AsSingleton(
+                        inputs[name] | f"Reduce_{label}" >> beam.CombineGlobally(combine)
+                    )
+                )
         pipeline = next(iter(inputs.values())).pipeline
         return (
             pipeline
             | "Once" >> beam.Create([None])
-            | "RunSuite" >> beam.Map(_check, *reduced, keys=keys, stage=self.stage,
-                                     suite=self.suite, parameters=self.parameters)
+            | "RunSuite"
+            >> beam.Map(
+                _check,
+                *reduced,
+                keys=keys,
+                stage=self.stage,
+                suite=self.suite,
+                parameters=self.parameters,
+            )
         )

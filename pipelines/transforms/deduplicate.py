@@ -64,6 +64,8 @@ class Deduplicate(beam.PTransform):
             events
             | "ShardByEventId" >> beam.FlatMap(_split_by_shard, self.shards)
             | "GatherShard" >> beam.GroupByKey()
-            | "DropRepeats" >> beam.ParDo(_DeduplicateShard(self.history)).with_outputs(
-                DUPLICATES, QUARANTINE, main="unique")
+            | "DropRepeats"
+            >> beam.ParDo(_DeduplicateShard(self.history)).with_outputs(
+                DUPLICATES, QUARANTINE, main="unique"
+            )
         )

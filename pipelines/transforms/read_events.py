@@ -45,5 +45,6 @@ class ReadEvents(beam.PTransform):
             pbegin
             | "ListFiles" >> beam.Create(self.paths)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFile" >> beam.ParDo(_ReadFile(self.batch_rows)).with_outputs(COUNTS, main="records")
+            | "ReadFile"
+            >> beam.ParDo(_ReadFile(self.batch_rows)).with_outputs(COUNTS, main="records")
         )

@@ -22,19 +22,39 @@ REFERENCE = {name: schema.empty_table() for name, schema in REFERENCE_SCHEMAS.it
 
 def fact(event_id: str, booked: str, day: str = "2026-03-01", territory: str = "T1") -> dict:
     return {
-        "event_id": event_id, "event_type": "deal_won", "event_time": ts(f"{day}T10:00:00Z"),
-        "day": dt.date.fromisoformat(day), "deal_id": "D", "account_id": "A", "currency": "USD",
-        "amount": Decimal(booked), "booked_revenue": Decimal(booked),
-        "pipeline_created": Decimal(0), "account_manager_id": "AM1", "territory_id": territory,
-        "territory_manager_id": "TM1", "attribution_status": "attributed", "run_id": "r",
-        "stage": None, "product": None, "opportunity_owner_id": None,
-        "amount_reporting": Decimal(booked), "refunds": Decimal(0),
-        "won_deals": 1, "lost_deals": 0, "created_deals": 0,
+        "event_id": event_id,
+        "event_type": "deal_won",
+        "event_time": ts(f"{day}T10:00:00Z"),
+        "day": dt.date.fromisoformat(day),
+        "deal_id": "D",
+        "account_id": "A",
+        "currency": "USD",
+        "amount": Decimal(booked),
+        "booked_revenue": Decimal(booked),
+        "pipeline_created": Decimal(0),
+        "account_manager_id": "AM1",
+        "territory_id": territory,
+        "territory_manager_id": "TM1",
+        "attribution_status": "attributed",
+        "run_id": "r",
+        "stage": None,
+        "product": None,
+        "opportunity_owner_id": None,
+        "amount_reporting": Decimal(booked),
+        "refunds": Decimal(0),
+        "won_deals": 1,
+        "lost_deals": 0,
+        "created_deals": 0,
     }
 
 
-def stage(root, facts: list[dict], inputs: int | None = None, rejects: list[dict] = (),
-          view_facts: list[dict] | None = None) -> None:
+def stage(
+    root,
+    facts: list[dict],
+    inputs: int | None = None,
+    rejects: list[dict] = (),
+    view_facts: list[dict] | None = None,
+) -> None:
     table = pa.Table.from_pylist(facts, schema=ATTRIBUTED_EVENTS_SCHEMA)
     write_part(root, "attributed_events", table.select(ATTRIBUTED_EVENTS_SCHEMA.names))
     source = table if view_facts is None else pa.Table.from_pylist(view_facts, schema=table.schema)
@@ -42,7 +62,9 @@ def stage(root, facts: list[dict], inputs: int | None = None, rejects: list[dict
         write_part(root, view, aggregate_view(source, view))
     write_part(root, "quarantine", pa.Table.from_pylist(list(rejects), schema=REJECT_SCHEMA))
     count = len(facts) + len(rejects) if inputs is None else inputs
-    write_part(root, "inputs", pa.table({"source": ["f"], "records": [count]}, schema=INPUT_COUNT_SCHEMA))
+    write_part(
+        root, "inputs", pa.table({"source": ["f"], "records": [count]}, schema=INPUT_COUNT_SCHEMA)
+    )
 
 
 def publish(db, staging, run_id="r1"):
@@ -62,10 +84,13 @@ def test_publish_writes_facts_views_run_and_checks(tmp_path):
     assert summary.status == "succeeded" and summary.accepted == 2
     assert summary.booked_revenue == Decimal("15.25")
     assert query(db, "SELECT territory_id, booked_revenue FROM territory_revenue ORDER BY 1") == [
-        ("T1", Decimal("10.00")), ("T2", Decimal("5.25"))]
+        ("T1", Decimal("10.00")),
+        ("T2", Decimal("5.25")),
+    ]
     assert query(db, "SELECT balanced FROM reconciliation") == [(True,)]
     assert query(db, "SELECT status, input_records, accepted FROM pipeline_runs") == [
-        ("succeeded", 2, 2)]
+        ("succeeded", 2, 2)
+    ]
     assert query(db, "SELECT count(*) FROM dq_results WHERE success") == [(2,)]
 
 
@@ -76,7 +101,8 @@ def test_late_event_for_a_published_day_adds_to_that_day(tmp_path):
     stage(tmp_path / "s2", [fact("late", "2.50")])
     publish(db, tmp_path / "s2", run_id="r2")
     assert query(db, "SELECT booked_revenue, won_deals FROM territory_revenue") == [
-        (Decimal("12.50"), 2)]
+        (Decimal("12.50"), 2)
+    ]
     assert query(db, "SELECT count(*) FROM reconciliation WHERE NOT balanced") == [(0,)]
 
 
@@ -91,9 +117,12 @@ def test_unbalanced_run_is_rolled_back_and_recorded(tmp_path):
     assert query(db, "SELECT event_id FROM attributed_events") == [("e1",)]
     assert query(db, "SELECT booked_revenue FROM territory_revenue") == [(Decimal("10.00"),)]
     assert query(db, "SELECT run_id, status FROM pipeline_runs ORDER BY run_id") == [
-        ("r1", "succeeded"), ("r2", "unbalanced")]
+        ("r1", "succeeded"),
+        ("r2", "unbalanced"),
+    ]
     assert query(db, "SELECT expectation FROM dq_results WHERE NOT success") == [
-        ("touched_days_balanced",)]
+        ("touched_days_balanced",)
+    ]
 
 
 def test_records_not_accounted_for_fail_the_run(tmp_path):
@@ -124,14 +153,23 @@ def test_published_events_lookup_returns_payload_of_known_ids_only(tmp_path):
     assert found["amount"].to_pylist() == [Decimal("10.000")]
 
 
-@pytest.mark.parametrize("month, day, fiscal_year, quarter", [
-    (1, "2026-01-15", 2026, 1), (2, "2026-01-15", 2026, 4), (2, "2026-02-01", 2027, 1),
-    (4, "2026-03-31", 2026, 4), (4, "2026-04-01", 2027, 1),
-])
-def test_quarterly_view_uses_the_fiscal_year_start_month(tmp_path, month, day, fiscal_year, quarter):
+@pytest.mark.parametrize(
+    "month, day, fiscal_year, quarter",
+    [
+        (1, "2026-01-15", 2026, 1),
+        (2, "2026-01-15", 2026, 4),
+        (2, "2026-02-01", 2027, 1),
+        (4, "2026-03-31", 2026, 4),
+        (4, "2026-04-01", 2027, 1),
+    ],
+)
+def test_quarterly_view_uses_the_fiscal_year_start_month(
+    tmp_path, month, day, fiscal_year, quarter
+):
     db = tmp_path / "out.duckdb"
     stage(tmp_path / "s1", [fact("e1", "1.00", day=day)])
     info = RunInfo("r1", "batch", dt.datetime(2026, 3, 5, tzinfo=dt.UTC))
     DuckDBPublisher(db, fiscal_year_start_month=month).publish(tmp_path / "s1", info, REFERENCE)
     assert query(db, "SELECT fiscal_year, fiscal_quarter FROM territory_revenue_quarterly") == [
-        (fiscal_year, quarter)]
+        (fiscal_year, quarter)
+    ]

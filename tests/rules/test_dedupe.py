@@ -32,20 +32,31 @@ def test_identical_repeat_is_counted_and_applied_once():
 
 
 def test_same_instant_in_another_offset_and_trailing_zero_is_the_same_payload():
-    events = events_table([
-        {"event_id": "e1", "event_time": "2026-03-01T12:00:00Z", "amount": "10.5"},
-        {"event_id": "e1", "event_time": "2026-03-01T07:00:00-05:00", "amount": "10.50"},
-    ])
+    events = events_table(
+        [
+            {"event_id": "e1", "event_time": "2026-03-01T12:00:00Z", "amount": "10.5"},
+            {"event_id": "e1", "event_time": "2026-03-01T07:00:00-05:00", "amount": "10.50"},
+        ]
+    )
     result = deduplicate(events)
     assert result.unique.num_rows == 1
     assert result.duplicates.num_rows == 1
 
 
-@pytest.mark.parametrize("field, value", [
-    ("amount", "101.00"), ("event_type", "deal_lost"), ("event_time", "2026-03-02T12:00:00Z"),
-    ("deal_id", "D2"), ("account_id", "A2"), ("currency", "EUR"), ("stage", "Closed"),
-    ("product", "Pro"), ("opportunity_owner_id", "P9"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("amount", "101.00"),
+        ("event_type", "deal_lost"),
+        ("event_time", "2026-03-02T12:00:00Z"),
+        ("deal_id", "D2"),
+        ("account_id", "A2"),
+        ("currency", "EUR"),
+        ("stage", "Closed"),
+        ("product", "Pro"),
+        ("opportunity_owner_id", "P9"),
+    ],
+)
 def test_repeat_with_any_different_field_is_a_conflicting_duplicate(field, value):
     assert field in PAYLOAD_FIELDS
     events = events_table([{"event_id": "e1"}, {"event_id": "e1", field: value}])
@@ -59,14 +70,17 @@ def test_repeat_with_any_different_field_is_a_conflicting_duplicate(field, value
 
 
 def test_first_occurrence_is_smallest_source_then_position_whatever_the_input_order():
-    events = events_table([
-        {"event_id": "e1", "amount": "2.00", "source": "b.jsonl", "position": 1},
-        {"event_id": "e1", "amount": "1.00", "source": "a.jsonl", "position": 9},
-        {"event_id": "e1", "amount": "1.00", "source": "a.jsonl", "position": 3},
-    ])
+    events = events_table(
+        [
+            {"event_id": "e1", "amount": "2.00", "source": "b.jsonl", "position": 1},
+            {"event_id": "e1", "amount": "1.00", "source": "a.jsonl", "position": 9},
+            {"event_id": "e1", "amount": "1.00", "source": "a.jsonl", "position": 3},
+        ]
+    )
     result = deduplicate(events)
     assert result.unique.select(["source", "position"]).to_pylist() == [
-        {"source": "a.jsonl", "position": 3}]
+        {"source": "a.jsonl", "position": 3}
+    ]
     assert result.duplicates["position"].to_pylist() == [9]
     assert result.conflicts["source"].to_pylist() == ["b.jsonl"]
 

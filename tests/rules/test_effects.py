@@ -26,12 +26,16 @@ CASES = [
 
 
 @pytest.mark.parametrize("event_type, amount, booked, won, lost, created, pipeline, refunds", CASES)
-def test_effect_of_each_event_type(event_type, amount, booked, won, lost, created, pipeline, refunds):
-    events = pa.table({
-        "event_type": [event_type],
-        "event_time": pa.array([ts("2026-03-01T23:30:00-05:00")], pa.timestamp("us", tz="UTC")),
-        "amount_reporting": pa.array([Decimal(amount)], REPORTING_MONEY_TYPE),
-    })
+def test_effect_of_each_event_type(
+    event_type, amount, booked, won, lost, created, pipeline, refunds
+):
+    events = pa.table(
+        {
+            "event_type": [event_type],
+            "event_time": pa.array([ts("2026-03-01T23:30:00-05:00")], pa.timestamp("us", tz="UTC")),
+            "amount_reporting": pa.array([Decimal(amount)], REPORTING_MONEY_TYPE),
+        }
+    )
     [row] = apply_effects(events).to_pylist()
     assert row["booked_revenue"] == Decimal(booked)
     assert (row["won_deals"], row["lost_deals"], row["created_deals"]) == (won, lost, created)
