@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,38 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     for name in ("apache_beam", "great_expectations", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class _Progress:
+    """A spinner naming the current step, with the elapsed time ticking every second."""
+
+    def __init__(self, first_step: str) -> None:
+        self.step = first_step
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+
+    def __call__(self, step: str) -> None:
+        self.step = step
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._status.update(f"{self.step} … {time.perf_counter() - self.started:.0f}s")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._refresh()
+
+    def __enter__(self) -> _Progress:
+        self._status = console.status(self.step, spinner="dots")
+        self._status.__enter__()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._status.__exit__(*exc)
 
 
 def _fail(error: UserError) -> None:
@@ -118,11 +151,7 @@ def run_batch(
     ]
     started = time.perf_counter()
     try:
-        with console.status("Starting", spinner="dots") as status:
-
-            def progress(message: str) -> None:
-                status.update(f"{message} … ({time.perf_counter() - started:.0f}s)")
-
+        with _Progress("Starting") as progress:
             summary = run(argv, progress=progress)
     except UserError as error:
         _fail(error)
