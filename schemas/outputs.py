@@ -112,6 +112,11 @@ DQ_RESULTS_SCHEMA = pa.schema(
     ]
 )
 
+# One check result as a step produces it, before the run stamps it into dq_results.
+CHECK_RESULT_SCHEMA = pa.schema(
+    [f for f in DQ_RESULTS_SCHEMA if f.name not in ("run_id", "checked_at")]
+)
+
 RUN_STATUSES: tuple[str, ...] = ("running", "succeeded", "unbalanced", "failed_checks", "failed")
 
 PIPELINE_RUNS_SCHEMA = pa.schema(

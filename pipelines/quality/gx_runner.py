@@ -41,16 +41,7 @@ import pyarrow as pa
 from pipelines.errors import UserError
 from pipelines.quality.stage_frames import systematic_sample
 from pipelines.quality.suites import Expectation, Suite, load_suite
-
-CHECK_RESULT_SCHEMA = pa.schema([
-    pa.field("stage", pa.string(), nullable=False),
-    pa.field("suite", pa.string(), nullable=False),
-    pa.field("expectation", pa.string(), nullable=False),
-    pa.field("severity", pa.string(), nullable=False),
-    pa.field("success", pa.bool_(), nullable=False),
-    pa.field("observed", pa.string()),
-    pa.field("examples", pa.string()),
-])
+from schemas.outputs import CHECK_RESULT_SCHEMA  # re-exported for callers
 
 DEFAULT_MAX_ROWS = 200_000
 EXAMPLES = 5

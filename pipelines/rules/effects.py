@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.money import REPORTING_MONEY_TYPE
-from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
+from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA, MEASURES, MONEY_MEASURES
 
 # event_type -> (booked sign, won, lost, created, pipeline sign, refunds sign)
 EFFECTS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -22,15 +22,8 @@ EFFECTS: dict[str, tuple[int, int, int, int, int, int]] = {
     "deal_refunded": (-1, 0, 0, 0, 0, 1),
     "deal_reopened": (-1, -1, 0, 0, 0, 0),
 }
-_COLUMNS = (
-    "booked_revenue",
-    "won_deals",
-    "lost_deals",
-    "created_deals",
-    "pipeline_created",
-    "refunds",
-)
-_MONEY = {"booked_revenue", "pipeline_created", "refunds"}
+# The order of the coefficients above.
+_COLUMNS = MEASURES
 
 
 def _coefficients(event_types: pa.Array, position: int) -> pa.Array:
@@ -51,7 +44,7 @@ def apply_effects(events: pa.Table) -> pa.Table:
     out = events.append_column("day", pc.cast(events["event_time"], pa.date32()))
     for position, column in enumerate(_COLUMNS):
         coefficient = _coefficients(events["event_type"], position)
-        if column in _MONEY:
+        if column in MONEY_MEASURES:
             zero = pa.scalar(0, REPORTING_MONEY_TYPE)
             value = pc.if_else(
                 pc.equal(coefficient, 1),
