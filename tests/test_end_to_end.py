@@ -157,3 +157,39 @@ def test_parquet_input_gives_the_same_answer_as_the_sql_reference(tmp_path):
     assert con.execute("SELECT accepted, duplicates, quarantined FROM ref_counts").fetchall() == [
         (summary.accepted, summary.duplicates, summary.quarantined)
     ]
+
+
+def test_rollup_at_the_root_plus_unassigned_equals_all_revenue_every_day(published):
+    db, _ = published
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            """
+            WITH roots AS (SELECT territory_id FROM territories
+                           WHERE parent_territory_id IS NULL OR parent_territory_id = ''),
+                 top AS (SELECT day, sum(booked_revenue) AS total FROM territory_revenue_rollup
+                         WHERE territory_id IN (SELECT territory_id FROM roots)
+                            OR territory_id = 'UNASSIGNED' GROUP BY day),
+                 facts AS (SELECT day, sum(booked_revenue) AS total
+                           FROM attributed_events GROUP BY day)
+            SELECT count(*), count(*) FILTER (WHERE top.total IS DISTINCT FROM facts.total)
+            FROM facts FULL JOIN top USING (day)
+            """
+        ).fetchall()
+        [(days, mismatched)] = rows
+        # every territory's rollup = its own revenue + its children's rollups
+        not_additive = con.execute(
+            """
+            WITH own AS (SELECT territory_id, day, booked_revenue FROM territory_revenue),
+                 children AS (
+                     SELECT t.parent_territory_id AS territory_id, r.day,
+                            sum(r.booked_revenue) AS total
+                     FROM territory_revenue_rollup r JOIN territories t USING (territory_id)
+                     WHERE t.parent_territory_id IS NOT NULL GROUP BY ALL)
+            SELECT count(*) FROM territory_revenue_rollup r
+            LEFT JOIN own o USING (territory_id, day)
+            LEFT JOIN children c USING (territory_id, day)
+            WHERE r.booked_revenue <> coalesce(o.booked_revenue, 0) + coalesce(c.total, 0)
+            """
+        ).fetchall()
+    assert days > 0 and mismatched == 0
+    assert not_additive == [(0,)]
