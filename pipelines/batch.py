@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.errors import UserError
@@ -43,7 +42,7 @@ class GraphSettings:
     """What the graph needs besides the pipeline object."""
 
     paths: list[str]
-    reference: dict[str, pa.Table]
+    reference_dir: str  # read inside the pipeline: a path ships cheaply, tables would be pickled
     staging: str
     run_id: str
     reporting_currency: str = "USD"
@@ -55,7 +54,11 @@ class GraphSettings:
 
 def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollection]:
     """Wire the steps; returns the staged PCollections by name (for tests)."""
-    reference = p | "Reference" >> beam.Create([s.reference])
+    reference = (
+        p
+        | "ReferenceDir" >> beam.Create([s.reference_dir])
+        | "LoadReference" >> beam.Map(load_reference)
+    )
     reference_side = beam.pvalue.AsSingleton(reference)
     index_side = beam.pvalue.AsSingleton(
         reference | "BuildIndex" >> beam.Map(EnrichmentIndex.build)
@@ -145,13 +148,13 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         )
     say("Listing event files")
     paths = expand_event_paths(opts.events)
-    say("Loading reference data")
+    say("Loading reference data")  # up front: a bad file fails fast, with file and line
     reference = load_reference(opts.reference)
     db = Path(opts.db)
     staging = Path(opts.staging_dir or db.parent / ".staging") / run_info.run_id
     settings = GraphSettings(
         paths=paths,
-        reference=reference,
+        reference_dir=str(opts.reference),
         staging=str(staging),
         run_id=run_info.run_id,
         reporting_currency=opts.reporting_currency,
