@@ -228,14 +228,8 @@ class DuckDBPublisher:
         facts = part_files(staging, "attributed_events")
         touched: list[dt.date] = []
         if facts:
-            try:
-                _exec(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
-            except duckdb.ConstraintException as error:
-                raise UserError(
-                    "an event of this run was published concurrently by another run",
-                    where=str(self.db_path),
-                    hint="run again: already published events are then counted as duplicates",
-                ) from error
+            self._guard_event_ids(con, facts)
+            _exec(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
             touched = [
                 r[0]
                 for r in con.execute(
@@ -269,6 +263,25 @@ class DuckDBPublisher:
                 [run.run_id],
             )
         return touched
+
+    def _guard_event_ids(self, con: duckdb.DuckDBPyConnection, facts: list[str]) -> None:
+        """event_id is the key of attributed_events: no repeat in the run, none already published.
+
+        Checked here instead of by a PRIMARY KEY, whose index made inserts ~2x slower.
+        """
+        staged, distinct, published = con.execute(
+            f"""WITH s AS (SELECT event_id FROM {_parquet(facts)})
+            SELECT (SELECT count(*) FROM s), (SELECT count(DISTINCT event_id) FROM s),
+                   (SELECT count(*) FROM s SEMI JOIN attributed_events a USING (event_id))"""
+        ).fetchall()[0]
+        if staged != distinct:
+            raise RuntimeError(f"bug: {staged - distinct} repeated event_id(s) passed deduplication")
+        if published:
+            raise UserError(
+                f"{published} event(s) of this run were published concurrently by another run",
+                where=str(self.db_path),
+                hint="run again: already published events are then counted as duplicates",
+            )
 
     def _unbalanced_days(
         self, con: duckdb.DuckDBPyConnection, days: list[dt.date]

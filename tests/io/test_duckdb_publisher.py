@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
 from pipelines.rules.aggregate import aggregate_view
@@ -173,3 +174,14 @@ def test_quarterly_view_uses_the_fiscal_year_start_month(
     assert query(db, "SELECT fiscal_year, fiscal_quarter FROM territory_revenue_quarterly") == [
         (fiscal_year, quarter)
     ]
+
+
+def test_an_event_id_published_meanwhile_by_another_run_is_refused(tmp_path):
+    db = tmp_path / "out.duckdb"
+    stage(tmp_path / "s1", [fact("e1", "10.00")])
+    publish(db, tmp_path / "s1")
+    stage(tmp_path / "s2", [fact("e1", "10.00")])  # deduplication would have caught it
+    with pytest.raises(UserError, match="published concurrently"):
+        publish(db, tmp_path / "s2", run_id="r2")
+    assert query(db, "SELECT count(*) FROM attributed_events") == [(1,)]
+    assert query(db, "SELECT booked_revenue FROM territory_revenue") == [(Decimal("10.00"),)]
