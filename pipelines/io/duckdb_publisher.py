@@ -275,7 +275,7 @@ class DuckDBPublisher:
                    (SELECT count(*) FROM s SEMI JOIN attributed_events a USING (event_id))"""
         ).fetchall()[0]
         if staged != distinct:
-            raise RuntimeError(f"bug: {staged - distinct} repeated event_id(s) passed deduplication")
+            raise RuntimeError(f"bug: {staged - distinct} repeated event_id(s) passed dedupe")
         if published:
             raise UserError(
                 f"{published} event(s) of this run were published concurrently by another run",
