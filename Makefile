@@ -8,13 +8,14 @@ SAMPLE_EVENTS ?= 20000
 DB     ?= out/revenue.duckdb
 PYTEST_ARGS ?=
 
-.PHONY: help install run sample test test-fast lint format clean
+.PHONY: help install run sample test test-fast lint format bench clean
 
 help:
 	@echo "make run        create .venv, install, generate sample data, run the pipeline into $(DB)"
 	@echo "make test       install if needed, run the whole test suite"
 	@echo "make test-fast  tests not marked slow"
 	@echo "make lint       ruff"
+	@echo "make bench      pipeline vs DuckDB SQL reference at 1M/5M events (see bench/README.md)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,10 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format pipelines schemas tests
+
+# Generates (once, cached in bench/data/) and measures; appends to bench/results.csv.
+bench: $(STAMP)
+	$(BIN)/python -m pipelines.bench
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) out .pytest_cache

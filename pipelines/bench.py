@@ -78,23 +78,23 @@ TARGET_RSS_MIB_AT_5M = 1.5 * 1024
 TARGET_RSS_GROWTH = 1.3  # 5M peak RSS < 1.3 x the 1M figure
 
 CSV_COLUMNS = (
-    "timestamp_utc", "git_commit", "host", "cpus", "cpu_model", "python", "dataset",
+    "timestamp_utc", "git_commit", "code_digest", "host", "cpus", "cpu_model", "python", "dataset",
     "size", "format", "checks", "repeats",
     "pipeline_s_median", "reference_s_median",
     "pipeline_eps_median", "pipeline_eps_excl_startup", "reference_eps_median",
     "ratio_median", "startup_s", "pipeline_rss_mib_max", "reference_rss_mib_max", "equal",
 )
 
-# Estimates used before this machine has a row in results.csv (measured 2026-11 on the
-# 2-core CI box with 50k accounts / 2k territories; see bench/README.md).
+# Estimates used before this host has a row in results.csv: the first bench runs on the
+# 2-core dev VM, 50k accounts / 2k territories (bench/README.md).
 _FALLBACK = {
-    "startup_s": 18.0,  # pipeline on 100 events: interpreter, imports, reference, index
-    "pipeline_eps": {"parquet": 32_000, "jsonl": 25_000},  # after start-up
+    "startup_s": 12.5,  # pipeline on 100 events: interpreter, imports, reference, graph
+    "pipeline_eps": {"parquet": 45_000, "jsonl": 37_000},  # after start-up, checks off
     "reference_fixed_s": 2.0,
-    "reference_eps": {"parquet": 30_000, "jsonl": 23_000},
-    "checks_on_factor": 1.3,  # guess: no checks-on run measured yet
-    "startup_on_extra_s": 11.0,  # importing and setting up Great Expectations
-    "generate_eps": 150_000,
+    "reference_eps": {"parquet": 33_000, "jsonl": 33_000},
+    "checks_on_factor": 1.25,  # events/s after start-up, checks off / checks on
+    "startup_on_extra_s": 13.5,  # importing and setting up Great Expectations
+    "generate_eps": 250_000,
     "generate_fixed_s": 3.0,
     "compare_eps": 400_000,
 }
@@ -469,18 +469,27 @@ class Cell:
 
 @dataclass
 class Rates:
-    """Throughput model for the estimate: from results.csv on this host, else _FALLBACK."""
+    """Throughput model for the estimate: the latest results.csv rows of this host, by
+    (format, checks) and size (the nearest measured size is used), else _FALLBACK."""
 
-    startup_s: dict[tuple[str, str], float]
-    pipeline_eps: dict[tuple[str, str], float]
-    reference_eps: dict[str, float]
-    source: str
+    startup_s: dict[tuple[str, str], float] = field(default_factory=dict)
+    pipeline_eps: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    reference_eps: dict[str, dict[int, float]] = field(default_factory=dict)
+    source: str = "built-in estimates"
+
+    @staticmethod
+    def _nearest(by_size: dict[int, float] | None, size: int) -> float | None:
+        if not by_size:
+            return None
+        return by_size[min(by_size, key=lambda s: abs(math.log(s / size)))]
 
     def pipeline_s(self, size: int, fmt: str, checks: str) -> float:
-        fallback = _FALLBACK["pipeline_eps"][fmt]
-        if checks == "on":
-            fallback /= _FALLBACK["checks_on_factor"]
-        return self.startup(fmt, checks) + size / self.pipeline_eps.get((fmt, checks), fallback)
+        eps = self._nearest(self.pipeline_eps.get((fmt, checks)), size)
+        if eps is None:
+            eps = _FALLBACK["pipeline_eps"][fmt]
+            if checks == "on":
+                eps /= _FALLBACK["checks_on_factor"]
+        return self.startup(fmt, checks) + size / eps
 
     def startup(self, fmt: str, checks: str) -> float:
         fallback = _FALLBACK["startup_s"] + (_FALLBACK["startup_on_extra_s"]
@@ -488,13 +497,13 @@ class Rates:
         return self.startup_s.get((fmt, checks), fallback)
 
     def reference_s(self, size: int, fmt: str) -> float:
-        return _FALLBACK["reference_fixed_s"] + size / self.reference_eps.get(
-            fmt, _FALLBACK["reference_eps"][fmt])
+        eps = self._nearest(self.reference_eps.get(fmt), size)
+        return _FALLBACK["reference_fixed_s"] + size / (eps or _FALLBACK["reference_eps"][fmt])
 
 
 def load_rates(results_csv: Path, host: str) -> Rates:
     """Rates from the latest rows of ``results_csv`` for ``host`` (runs of >= 100k events)."""
-    rates = Rates({}, {}, {}, "built-in estimates")
+    rates = Rates()
     if not results_csv.is_file():
         return rates
     with open(results_csv, newline="", encoding="utf-8") as f:
@@ -509,8 +518,9 @@ def load_rates(results_csv: Path, host: str) -> Rates:
         if size < 100_000 or fmt not in DEFAULT_FORMATS:
             continue
         rates.startup_s[(fmt, checks)] = startup
-        rates.pipeline_eps[(fmt, checks)] = size / max(1.0, pipeline - startup)
-        rates.reference_eps[fmt] = size / max(1.0, reference - _FALLBACK["reference_fixed_s"])
+        rates.pipeline_eps.setdefault((fmt, checks), {})[size] = size / max(1.0, pipeline - startup)
+        rates.reference_eps.setdefault(fmt, {})[size] = size / max(
+            1.0, reference - _FALLBACK["reference_fixed_s"])
         rates.source = f"{results_csv.name} (this host)"
     return rates
 
@@ -587,6 +597,7 @@ def machine_info() -> dict[str, str]:
     return {
         "timestamp_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_commit": git_commit(),
+        "code_digest": code_digest(),
         "host": socket.gethostname(),
         "cpus": str(os.cpu_count() or ""),
         "cpu_model": cpu_model(),
@@ -610,6 +621,23 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def code_digest() -> str:
+    """Digest of the code a run executes (pipelines/ but this file, schemas/, expectations/):
+    tells apart rows of one dirty commit, and shows edits made while the bench ran."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in ("pipelines", "schemas", "expectations"):
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.suffix not in (".py", ".json", ".j2", ".html") or path == Path(__file__):
+                continue
+            if "__pycache__" in path.parts or not path.is_file():
+                continue
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def cpu_model() -> str:
@@ -643,17 +671,20 @@ def run_bench(
     to ``results_csv``.
 
     ``quick``: correctness only, sizes ``(QUICK_SIZE,)``, one repeat, small reference
-    data, no start-up run; ``data_dir`` defaults to a temporary directory then.
+    data, no start-up run; with the default ``data_dir`` a temporary directory is used
+    (and removed), with the default ``results_csv`` no CSV is written.
     ``budget_s``: with ``trim_to_budget``, trim the plan (see ``fit_to_budget``) until
     its estimate fits; else only warn when the estimate is over it.
     ``dry_run``: print the plan and its estimate, run nothing.
     """
+    scratch: Path | None = None  # a temporary data directory, removed at the end
+    write_csv = True
     if quick:
         sizes, repeats = (QUICK_SIZE,), 1
         if str(data_dir) == "bench/data":
-            data_dir = tempfile.mkdtemp(prefix="revattr-bench-")
+            data_dir = scratch = Path(tempfile.mkdtemp(prefix="revattr-bench-"))
         if str(results_csv) == "bench/results.csv":  # keep quick rows out of the real file
-            results_csv = Path(data_dir) / "results.csv"
+            results_csv, write_csv = Path(data_dir) / "results.csv", False
     data_dir = Path(data_dir).resolve()
     results_csv = Path(results_csv).resolve()
     for fmt in formats:
@@ -682,6 +713,8 @@ def run_bench(
     if "n/a" in modes:
         say("  the pipeline has no checks flag yet: one mode, checks = n/a")
     if dry_run:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         return []
 
     runs = data_dir / "_runs"
@@ -695,8 +728,14 @@ def run_bench(
             rows += _bench_cell(cell, modes, data_dir, runs, quick, list(beam_args), startup, say)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+        if scratch is not None and rows and all(r.equal for r in rows):
+            shutil.rmtree(scratch, ignore_errors=True)  # else keep _failed/ for a look
     say(f"bench finished in {(time.perf_counter() - started) / 60:.1f} min")
-    append_results(results_csv, [row.csv_record(machine) for row in rows])
+    if code_digest() != machine["code_digest"]:
+        say("warning: the code changed while the bench ran; its rows mix versions")
+        machine["code_digest"] += "+changed"
+    if write_csv:
+        append_results(results_csv, [row.csv_record(machine) for row in rows])
     return rows
 
 

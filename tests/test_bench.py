@@ -150,3 +150,20 @@ def test_results_csv_keeps_old_rows_when_the_columns_change(tmp_path):
         reader = csv.DictReader(f)
         assert tuple(reader.fieldnames) == bench.CSV_COLUMNS
         assert [r["size"] for r in reader] == ["10", "20", "30"]
+
+
+def test_the_estimate_uses_this_hosts_results_at_the_nearest_size(tmp_path):
+    path = tmp_path / "results.csv"
+    base = {"host": "h", "format": "parquet", "checks": "off", "startup_s": "10"}
+    bench.append_results(path, [
+        {**base, "size": "1000000", "pipeline_s_median": "30", "reference_s_median": "22"},
+        {**base, "size": "5000000", "pipeline_s_median": "60", "reference_s_median": "102"},
+        {**base, "host": "other", "size": "1000000", "pipeline_s_median": "1",
+         "reference_s_median": "1"},
+    ])
+    rates = bench.load_rates(path, "h")
+
+    assert rates.pipeline_s(1_000_000, "parquet", "off") == pytest.approx(30)
+    assert rates.pipeline_s(4_000_000, "parquet", "off") == pytest.approx(10 + 4 * 10)
+    assert rates.reference_s(1_000_000, "parquet") == pytest.approx(22)
+    assert bench.load_rates(path, "unknown").source == "built-in estimates"
