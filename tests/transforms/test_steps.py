@@ -5,6 +5,7 @@ The rules themselves are tested without Beam in tests/rules.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import apache_beam as beam
@@ -80,7 +81,7 @@ def test_aggregate_views_combines_batches_into_one_row_per_key_and_day():
         return {
             "territory_id": territory,
             "account_manager_id": manager,
-            "day": __import__("datetime").date(2026, 3, 1),
+            "day": dt.date(2026, 3, 1),
             "booked_revenue": Decimal(booked),
             "won_deals": 1,
             "lost_deals": 0,
