@@ -66,7 +66,8 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
 
     read = p | "ReadEvents" >> ReadEvents(s.paths, s.batch_rows)
     parsed = read.records | "ParseEvents" >> ParseEvents()
-    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards)
+    spill = str(Path(s.staging) / "_shuffle")
+    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards, spill)
     converted = deduped.unique | "ConvertCurrency" >> ConvertCurrency(
         reference_side, s.reporting_currency
     )

@@ -9,8 +9,10 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
+from pipelines.io.staging import write_part
 from pipelines.rules.dedupe import deduplicate, shard_of
 from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
 
@@ -29,6 +31,19 @@ def _split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Tab
         yield int(value), events.filter(pa.array(shard == value))
 
 
+def _spill_by_shard(events: pa.Table, shards: int, spill_dir: str) -> Iterator[tuple[int, str]]:
+    """Write each shard's rows to a Parquet part; only the path travels through the shuffle."""
+    for shard, rows in _split_by_shard(events, shards):
+        path = write_part(spill_dir, f"shard-{shard:05d}", rows)
+        if path is not None:
+            yield shard, str(path)
+
+
+def _read_spilled(element: tuple[int, Iterable[str]]) -> tuple[int, list[pa.Table]]:
+    shard, paths = element
+    return shard, [pq.read_table(path) for path in sorted(paths)]
+
+
 class _DeduplicateShard(beam.DoFn):
     """(shard, [event tables]) -> unique events; duplicates and conflicts tagged."""
 
@@ -39,7 +54,7 @@ class _DeduplicateShard(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[pa.Table]:
         _, tables = element
-        events = pa.concat_tables(list(tables))
+        events = pa.concat_tables(list(tables)).combine_chunks()
         published = None
         if self.history is not None:
             published = self.history.lookup(pc.unique(events["event_id"]))
@@ -52,20 +67,36 @@ class _DeduplicateShard(beam.DoFn):
 
 
 class Deduplicate(beam.PTransform):
-    """Co-locate every copy of an event_id (by a stable hash shard), then dedupe."""
+    """Co-locate every copy of an event_id (by a stable hash shard), then dedupe.
 
-    def __init__(self, history: History | None = None, shards: int = 8) -> None:
+    With ``spill_dir``, the shuffle carries file paths instead of rows: each batch's
+    shard slices are written as Parquet parts under ``spill_dir`` (the run's staging
+    area) and each shard is read back whole by one worker. Memory then holds about
+    one shard at a time (input / ``shards``), not the whole input: the runner
+    buffers what crosses a shuffle. Without it, the rows themselves are shuffled.
+    """
+
+    def __init__(self, history: History | None = None, shards: int = 8,
+                 spill_dir: str | None = None) -> None:
         super().__init__()
         self.history = history
         self.shards = shards
+        self.spill_dir = spill_dir
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return (
-            events
-            | "ShardByEventId" >> beam.FlatMap(_split_by_shard, self.shards)
-            | "GatherShard" >> beam.GroupByKey()
-            | "DropRepeats"
-            >> beam.ParDo(_DeduplicateShard(self.history)).with_outputs(
-                DUPLICATES, QUARANTINE, main="unique"
+        if self.spill_dir is None:
+            gathered = (
+                events
+                | "ShardByEventId" >> beam.FlatMap(_split_by_shard, self.shards)
+                | "GatherShard" >> beam.GroupByKey()
             )
-        )
+        else:
+            gathered = (
+                events
+                | "SpillByEventId" >> beam.FlatMap(_spill_by_shard, self.shards, self.spill_dir)
+                | "GatherShardFiles" >> beam.GroupByKey()
+                | "ReadShard" >> beam.Map(_read_spilled)
+            )
+        return gathered | "DropRepeats" >> beam.ParDo(
+            _DeduplicateShard(self.history)
+        ).with_outputs(DUPLICATES, QUARANTINE, main="unique")

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import apache_beam as beam
 import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
@@ -56,13 +57,15 @@ def test_parse_events_sends_each_bad_record_to_quarantine_with_its_reason():
         )
 
 
-def test_deduplicate_finds_repeats_that_arrive_in_different_batches():
+@pytest.mark.parametrize("spill", [False, True], ids=["rows_shuffled", "shard_files_shuffled"])
+def test_deduplicate_finds_repeats_that_arrive_in_different_batches(spill, tmp_path):
     first = events_table([{"event_id": "e1"}, {"event_id": "e2"}])
     second = events_table(
         [{"event_id": "e1", "position": 10}, {"event_id": "e2", "amount": "99.00", "position": 11}]
     )
     with TestPipeline() as p:
-        out = p | beam.Create([first, second]) | Deduplicate(history=None, shards=4)
+        spill_dir = str(tmp_path / "spill") if spill else None
+        out = p | beam.Create([first, second]) | Deduplicate(None, shards=4, spill_dir=spill_dir)
         assert_that(
             out.unique, rows_equal(["event_id", "position"], [("e1", 1), ("e2", 2)]), label="Unique"
         )
