@@ -6,15 +6,24 @@ STAMP  := $(VENV)/.installed
 SAMPLE := sample
 SAMPLE_EVENTS ?= 20000
 DB     ?= out/revenue.duckdb
+REPORTS  ?= out/reports
+SHOTS    ?= out/screenshots
+CHROMIUM ?= /usr/bin/chromium
+SHOT_TM  ?= P-00002
+SHOT_AM  ?= P-00054
+CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync \
+	--window-size=1240,1754
 PYTEST_ARGS ?=
 
-.PHONY: help install run sample test test-fast lint format bench clean
+.PHONY: help install run sample test test-fast lint format bench report-screenshots clean
 
 help:
 	@echo "make run        create .venv, install, generate sample data, run the pipeline into $(DB)"
 	@echo "make test       install if needed, run the whole test suite"
 	@echo "make test-fast  tests not marked slow"
 	@echo "make lint       ruff"
+	@echo "make report-screenshots  render two manager reports with headless Chromium"
 	@echo "make bench      pipeline vs DuckDB SQL reference at 1M/5M events (see bench/README.md)"
 
 $(STAMP): pyproject.toml
@@ -33,6 +42,7 @@ sample: $(SAMPLE)/manifest.json
 run: sample
 	rm -f $(DB) $(DB).wal
 	$(BIN)/revattr run --events '$(SAMPLE)/events/*.jsonl' --reference $(SAMPLE)/reference --db $(DB)
+	$(BIN)/revattr report --db $(DB) --out $(REPORTS)
 
 # pytest exits 5 when it collects no test: that is not a failure of the build.
 test: $(STAMP)
@@ -50,6 +60,23 @@ format: $(STAMP)
 # Generates (once, cached in bench/data/) and measures; appends to bench/results.csv.
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+
+# Renders one territory-manager and one account-manager report with headless Chromium.
+report-screenshots: $(STAMP)
+	test -f $(REPORTS)/index.html || $(MAKE) run
+	mkdir -p $(SHOTS)
+	test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
+	for page in territory_managers/$(SHOT_TM) account_managers/$(SHOT_AM); do \
+	  folder=$$(dirname $$page); \
+	  test -f $(REPORTS)/$$page.html || page=$$folder/$$(ls $(REPORTS)/$$folder | sed -n 's/\.html$$//p' | head -1); \
+	  test -f $(REPORTS)/$$page.html || { echo "no report in $(REPORTS)/$$folder"; exit 1; }; \
+	  profile=$$(mktemp -d); \
+	  $(CHROMIUM) $(CHROMIUM_FLAGS) --user-data-dir=$$profile \
+	    --screenshot=$(abspath $(SHOTS))/$$folder.png file://$(abspath $(REPORTS))/$$page.html \
+	    2>/dev/null || exit 1; \
+	  rm -rf $$profile; \
+	done
+	@echo "screenshots: $(SHOTS)/territory_managers.png $(SHOTS)/account_managers.png"
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) out .pytest_cache

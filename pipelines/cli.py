@@ -248,6 +248,11 @@ def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (
     console.print(table)
 
 
+from pipelines.cli_report import report_command  # noqa: E402  (issue 6: manager reports)
+
+app.command("report")(report_command)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,683 @@
+"""The numbers behind the manager reports: SQL over the published relations only.
+
+Reads ``attributed_events`` and the reference snapshot (``accounts``,
+``territories``, ``people``, ``account_assignments``, ``territory_managers``,
+``territory_rules``; ``pipeline_runs`` if present) from a database written by
+``revattr run``, opened read-only (attached to an in-memory DuckDB that holds the
+scratch tables). Nothing here imports the pipeline's rules: the reports show
+what was published.
+
+Scope (who may see which rows; see docs/reports.md):
+
+* **Territory manager M**: an event is in M's scope when M managed its leaf
+  territory or any ancestor of it (``territories.parent_territory_id``) *at the
+  event's time* (a ``territory_managers`` row of M whose interval holds
+  ``event_time``). That is the subtree M manages, effective-dated, including
+  parts that have their own manager below M (a region manager sees the states
+  whose managers report to them). The walk-up credit of the contract
+  (``attributed_events.territory_manager_id``) is shown next to it: "credited to
+  you" is the part of the scope whose nearest manager is M.
+  Plus, in a separate section and never in the headline figures, the
+  ``UNASSIGNED`` revenue that touches M's geography, to chase: events without
+  a territory (``no_territory``) whose account's ``country`` is named by a
+  territory rule in a subtree M managed at the event's time, and, for a
+  manager of a root territory, every event without a territory or with an
+  unknown account. Events *in* M's scope without an account manager are flagged
+  too (they are part of the headline).
+* **Account manager A**: the events whose ``account_manager_id`` is A (resolved
+  as of each event's time by the pipeline); "their accounts" are the accounts
+  with an ``account_assignments`` row of A overlapping the period.
+* The comparison periods (previous period, same period last year) use the same
+  rule: an event of February counts for M only if M managed its territory in
+  February. A manager new to a territory sees nothing before their start.
+
+"Active in the period" means a ``territory_managers`` row (territory managers)
+or an ``account_assignments`` row (account managers) overlapping the period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from pipelines.errors import UserError
+from pipelines.reports.periods import Period, month_of
+
+UNASSIGNED = "UNASSIGNED"
+REQUIRED = (
+    "attributed_events",
+    "accounts",
+    "territories",
+    "people",
+    "account_assignments",
+    "territory_managers",
+    "territory_rules",
+)
+ROLES = ("current", "previous", "year_ago")
+ZERO = Decimal("0.00")
+
+# Columns of the CSV behind each report, in order (see docs/reports.md).
+CSV_COLUMNS = (
+    "period",
+    "period_role",
+    "scope",
+    "event_id",
+    "event_time",
+    "day",
+    "event_type",
+    "deal_id",
+    "account_id",
+    "account_name",
+    "account_country",
+    "account_city",
+    "territory_id",
+    "territory_name",
+    "managed_territory_id",
+    "child_territory_id",
+    "territory_manager_id",
+    "territory_manager_name",
+    "account_manager_id",
+    "account_manager_name",
+    "attribution_status",
+    "currency",
+    "amount",
+    "booked_revenue",
+    "pipeline_created",
+    "won_deals",
+    "lost_deals",
+    "created_deals",
+    "refunds",
+)
+
+_MEASURES = """
+    count(*) AS events,
+    coalesce(sum(booked_revenue), 0) AS booked,
+    coalesce(sum(pipeline_created), 0) AS pipeline,
+    coalesce(sum(created_deals), 0) AS created,
+    count(*) FILTER (WHERE event_type = 'deal_won') AS won_events,
+    coalesce(sum(won_deals), 0) AS net_won,
+    coalesce(sum(lost_deals), 0) AS lost,
+    coalesce(sum(refunds), 0) AS refunds,
+    count(*) FILTER (WHERE event_type = 'deal_refunded') AS refund_count,
+    count(*) FILTER (WHERE event_type = 'deal_reopened') AS reopens,
+    coalesce(-sum(booked_revenue) FILTER (WHERE event_type = 'deal_reopened'), 0) AS reopened
+"""
+
+
+@dataclass(frozen=True)
+class Measures:
+    """Sums over a set of events (reporting currency)."""
+
+    events: int = 0
+    booked: Decimal = ZERO
+    pipeline: Decimal = ZERO
+    created: int = 0
+    won_events: int = 0  # deal_won events
+    net_won: int = 0  # sum(won_deals): wins minus reopens, as in the views
+    lost: int = 0
+    refunds: Decimal = ZERO  # positive
+    refund_count: int = 0
+    reopens: int = 0
+    reopened: Decimal = ZERO  # booked revenue reversed by reopens, positive
+
+    @property
+    def win_rate(self) -> Decimal | None:
+        """deal_won / (deal_won + deal_lost) events, or None without any."""
+        decided = self.won_events + self.lost
+        return Decimal(self.won_events) / Decimal(decided) if decided else None
+
+    @classmethod
+    def from_row(cls, row: dict) -> Measures:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    name: str | None
+    email: str | None
+    role: str | None
+
+    @property
+    def display(self) -> str:
+        return self.name or self.person_id
+
+
+@dataclass(frozen=True)
+class Comparison:
+    role: str  # previous | year_ago
+    period: Period
+    measures: Measures
+    same_as_previous: bool = False  # a year's previous period is the same year last year
+
+
+@dataclass
+class ManagerReport:
+    """Everything one report shows; ``kind`` is ``territory_manager`` or ``account_manager``."""
+
+    kind: str
+    person: Person
+    period: Period
+    current: Measures
+    comparisons: list[Comparison]
+    series: list[tuple[dt.date, Decimal]]  # booked revenue per chart bucket
+    csv_rows: list[tuple]
+    # territory managers
+    credited: Decimal = ZERO
+    managed: list[dict] = field(default_factory=list)
+    by_child: list[dict] = field(default_factory=list)
+    by_account_manager: list[dict] = field(default_factory=list)
+    top_accounts: list[dict] = field(default_factory=list)
+    accounts_in_scope: int = 0
+    no_account_manager: Measures = field(default_factory=Measures)
+    unassigned: list[dict] = field(default_factory=list)
+    unassigned_total: Measures = field(default_factory=Measures)
+    # account managers
+    accounts: list[dict] = field(default_factory=list)
+    months: list[dt.date] = field(default_factory=list)
+    by_territory: list[dict] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return "territory_managers" if self.kind == "territory_manager" else "account_managers"
+
+    def comparison(self, role: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.role == role), None)
+
+
+def _ts(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+class ReportData:
+    """A read-only view of one published database, prepared for one period."""
+
+    def __init__(self, db: Path) -> None:
+        db = Path(db)
+        if not db.is_file():
+            raise UserError(
+                "no such database", where=str(db), hint="run `revattr run` first or pass --db"
+            )
+        self.db = db
+        self.con = duckdb.connect()
+        try:
+            self.con.execute("SET TimeZone = 'UTC'")
+            self.con.execute(f"ATTACH '{_sql_text(str(db))}' AS pub (READ_ONLY)")
+        except duckdb.Error as error:
+            self.con.close()
+            raise UserError(
+                f"cannot open the database read-only: {str(error).splitlines()[0]}",
+                where=str(db),
+                hint="is a `revattr run` writing it right now? try again when it has finished",
+            ) from error
+        present = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'pub'"
+            ).fetchall()
+        }
+        missing = [name for name in REQUIRED if name not in present]
+        if missing:
+            self.close()
+            raise UserError(
+                f"not a published revattr database: missing {', '.join(missing)}",
+                where=str(db),
+                hint="run `revattr run` into it first",
+            )
+        self.has_runs = "pipeline_runs" in present
+        self.period: Period | None = None
+
+    # ------------------------------------------------------------------ basics
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> ReportData:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[dict]:
+        cursor = self.con.execute(sql, list(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def latest_month(self) -> Period:
+        """The latest month with an event: the default period."""
+        rows = self.con.execute("SELECT max(day) FROM pub.attributed_events").fetchall()
+        if not rows or rows[0][0] is None:
+            raise UserError(
+                "the database has no events", where=str(self.db), hint="nothing to report"
+            )
+        return month_of(rows[0][0])
+
+    def data_as_of(self) -> dt.datetime | None:
+        """When the last successful run finished (shown in the reports)."""
+        if not self.has_runs:
+            return None
+        rows = self.con.execute(
+            "SELECT max(finished_at) FROM pub.pipeline_runs WHERE status = 'succeeded'"
+        ).fetchall()
+        return rows[0][0] if rows else None
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self, period: Period) -> None:
+        """Build the scratch tables for ``period``: windows, territory closure, scopes."""
+        self.period = period
+        con = self.con
+        windows = [("current", period), ("previous", period.previous())]
+        if period.year_ago() != period.previous():
+            windows.append(("year_ago", period.year_ago()))
+        self.windows = dict(windows)
+        con.execute("CREATE OR REPLACE TEMP TABLE win (role VARCHAR, start_day DATE, end_day DATE)")
+        for role, p in windows:
+            con.execute("INSERT INTO win VALUES (?, ?, ?)", [role, p.start, p.end])
+
+        # Reference lookups, one row per key (the reference checks forbid duplicates;
+        # min() keeps a report deterministic even if they were published).
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE terr AS
+            SELECT territory_id, min(territory_name) AS territory_name,
+                   min(parent_territory_id) AS parent_territory_id, min(level) AS level
+            FROM pub.territories GROUP BY territory_id""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE acc AS
+            SELECT account_id, min(account_name) AS account_name, min(country) AS country,
+                   min(city) AS city
+            FROM pub.accounts GROUP BY account_id""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE ppl AS
+            SELECT person_id, min(name) AS name, min(email) AS email, min(role) AS role
+            FROM pub.people GROUP BY person_id""")
+        # (ancestor, descendant, depth): every territory with itself (0) and its ancestors.
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE closure AS
+            WITH RECURSIVE c(ancestor, descendant, depth) AS (
+                SELECT territory_id, territory_id, 0 FROM terr
+                UNION ALL
+                SELECT t.parent_territory_id, c.descendant, c.depth + 1
+                FROM c JOIN terr t ON t.territory_id = c.ancestor
+                WHERE t.parent_territory_id IS NOT NULL AND c.depth < 64
+            )
+            SELECT ancestor, descendant, min(depth) AS depth FROM c GROUP BY ALL""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE roots AS
+            SELECT territory_id FROM terr
+            WHERE parent_territory_id IS NULL
+               OR parent_territory_id NOT IN (SELECT territory_id FROM terr)""")
+        # Countries named by a rule anywhere in each territory's subtree.
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE subtree_countries AS
+            SELECT DISTINCT c.ancestor AS territory_id, upper(trim(r.country)) AS country
+            FROM pub.territory_rules r JOIN closure c ON c.descendant = r.territory_id
+            WHERE r.country IS NOT NULL""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE ev AS
+            SELECT e.*, w.role
+            FROM pub.attributed_events e
+            JOIN win w ON e.day >= w.start_day AND e.day < w.end_day""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE tm_hits AS
+            SELECT m.manager_id, ev.event_id, ev.role, c.ancestor AS managed_territory, c.depth
+            FROM ev
+            JOIN closure c ON c.descendant = ev.territory_id
+            JOIN pub.territory_managers m ON m.territory_id = c.ancestor
+             AND (m.valid_from IS NULL OR m.valid_from <= ev.event_time)
+             AND (m.valid_to IS NULL OR ev.event_time < m.valid_to)
+            WHERE ev.territory_id <> 'UNASSIGNED'
+            QUALIFY row_number() OVER (
+                PARTITION BY m.manager_id, ev.event_id, ev.role
+                ORDER BY c.depth DESC, c.ancestor) = 1""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE scoped AS
+            SELECT 'territory_manager' AS kind, h.manager_id, h.role, 'territory' AS scope,
+                   h.event_id, h.managed_territory,
+                   CASE WHEN h.depth = 0 THEN h.managed_territory ELSE ch.ancestor END
+                       AS child_territory
+            FROM tm_hits h
+            JOIN ev ON ev.event_id = h.event_id AND ev.role = h.role
+            LEFT JOIN closure ch ON ch.descendant = ev.territory_id AND ch.depth = h.depth - 1
+            UNION ALL
+            SELECT 'territory_manager', m.manager_id, ev.role, 'unassigned_nearby',
+                   ev.event_id, min(m.territory_id), NULL
+            FROM ev
+            LEFT JOIN acc a ON a.account_id = ev.account_id
+            JOIN pub.territory_managers m
+              ON (m.valid_from IS NULL OR m.valid_from <= ev.event_time)
+             AND (m.valid_to IS NULL OR ev.event_time < m.valid_to)
+            WHERE ev.territory_id = 'UNASSIGNED'
+              AND (m.territory_id IN (SELECT territory_id FROM roots)
+                   OR (a.country IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM subtree_countries s
+                        WHERE s.territory_id = m.territory_id
+                          AND s.country = upper(trim(a.country)))))
+            GROUP BY m.manager_id, ev.role, ev.event_id
+            UNION ALL
+            SELECT 'account_manager', ev.account_manager_id, ev.role, 'account', ev.event_id,
+                   NULL, NULL
+            FROM ev WHERE ev.account_manager_id <> 'UNASSIGNED'""")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE report_rows AS
+            SELECT s.kind, s.manager_id, s.role, s.scope, s.managed_territory, s.child_territory,
+                   e.event_id, e.event_time, e.day, e.event_type, e.deal_id, e.account_id,
+                   a.account_name, a.country AS account_country, a.city AS account_city,
+                   e.territory_id, t.territory_name, e.territory_manager_id,
+                   tp.name AS territory_manager_name, e.account_manager_id,
+                   ap.name AS account_manager_name, e.attribution_status, e.currency, e.amount,
+                   e.booked_revenue, e.pipeline_created, e.won_deals, e.lost_deals,
+                   e.created_deals, e.refunds
+            FROM scoped s
+            JOIN ev e ON e.event_id = s.event_id AND e.role = s.role
+            LEFT JOIN acc a ON a.account_id = e.account_id
+            LEFT JOIN terr t ON t.territory_id = e.territory_id
+            LEFT JOIN ppl tp ON tp.person_id = e.territory_manager_id
+            LEFT JOIN ppl ap ON ap.person_id = e.account_manager_id
+            ORDER BY s.kind, s.manager_id, e.event_time, e.event_id""")
+
+    # ------------------------------------------------------------------ who gets a report
+
+    def _overlap(self) -> list[dt.datetime]:
+        assert self.period is not None, "call prepare() first"
+        return [_ts(self.period.end), _ts(self.period.start)]
+
+    def person(self, person_id: str) -> Person:
+        rows = self._rows("SELECT * FROM ppl WHERE person_id = ?", [person_id])
+        if not rows:
+            return Person(person_id, None, None, None)
+        r = rows[0]
+        return Person(person_id, r["name"], r["email"], r["role"])
+
+    def active_territory_managers(self) -> list[str]:
+        return [
+            r["manager_id"]
+            for r in self._rows(
+                """SELECT DISTINCT manager_id FROM pub.territory_managers
+                   WHERE (valid_from IS NULL OR valid_from < ?)
+                     AND (valid_to IS NULL OR valid_to > ?)
+                   ORDER BY manager_id""",
+                self._overlap(),
+            )
+        ]
+
+    def active_account_managers(self) -> list[str]:
+        return [
+            r["account_manager_id"]
+            for r in self._rows(
+                """SELECT DISTINCT account_manager_id FROM pub.account_assignments
+                   WHERE (valid_from IS NULL OR valid_from < ?)
+                     AND (valid_to IS NULL OR valid_to > ?)
+                     AND account_manager_id IS NOT NULL
+                   ORDER BY account_manager_id""",
+                self._overlap(),
+            )
+        ]
+
+    # ------------------------------------------------------------------ shared pieces
+
+    def _focus(self, kind: str, manager_id: str) -> None:
+        """``cur``: this report's rows (the per-report queries then scan only those)."""
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE cur AS "
+            "SELECT * FROM report_rows WHERE kind = ? AND manager_id = ?",
+            [kind, manager_id],
+        )
+
+    def _measures(self, kind: str, manager_id: str, scope: str, extra: str = "") -> dict:
+        rows = self._rows(
+            f"""SELECT role, {_MEASURES} FROM cur
+                WHERE kind = ? AND manager_id = ? AND scope = ? {extra} GROUP BY role""",
+            [kind, manager_id, scope],
+        )
+        return {r["role"]: Measures.from_row(r) for r in rows}
+
+    def _comparisons(self, by_role: dict[str, Measures]) -> list[Comparison]:
+        out = [
+            Comparison("previous", self.windows["previous"], by_role.get("previous", Measures()))
+        ]
+        if "year_ago" in self.windows:
+            out.append(
+                Comparison(
+                    "year_ago", self.windows["year_ago"], by_role.get("year_ago", Measures())
+                )
+            )
+        else:
+            out.append(
+                Comparison(
+                    "year_ago",
+                    self.windows["previous"],
+                    by_role.get("previous", Measures()),
+                    same_as_previous=True,
+                )
+            )
+        return out
+
+    def _series(self, kind: str, manager_id: str, scope: str) -> list[tuple[dt.date, Decimal]]:
+        assert self.period is not None
+        daily = self._rows(
+            """SELECT day, sum(booked_revenue) AS booked FROM cur
+               WHERE kind = ? AND manager_id = ? AND scope = ? AND role = 'current'
+               GROUP BY day""",
+            [kind, manager_id, scope],
+        )
+        buckets = {start: ZERO for start in self.period.buckets()}
+        for r in daily:
+            buckets[self.period.bucket_of(r["day"])] += r["booked"]
+        return sorted(buckets.items())
+
+    def _csv_rows(self, kind: str, manager_id: str) -> list[tuple]:
+        labels = {role: p.label for role, p in self.windows.items()}
+        rows = self.con.execute(
+            f"""SELECT role, scope, {", ".join(CSV_COLUMNS[3:14])}, managed_territory,
+                       child_territory, {", ".join(CSV_COLUMNS[16:])}
+                FROM cur WHERE kind = ? AND manager_id = ?
+                ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'previous' THEN 1 ELSE 2 END,
+                         scope, event_time, event_id""",
+            [kind, manager_id],
+        ).fetchall()
+        return [(labels[r[0]], *r) for r in rows]
+
+    # ------------------------------------------------------------------ territory managers
+
+    def territory_manager_report(self, manager_id: str) -> ManagerReport:
+        assert self.period is not None
+        kind = "territory_manager"
+        self._focus(kind, manager_id)
+        in_scope = self._measures(kind, manager_id, "territory")
+        current = in_scope.get("current", Measures())
+        credited = self._rows(
+            """SELECT coalesce(sum(booked_revenue), 0) AS booked FROM cur
+               WHERE kind = ? AND manager_id = ? AND scope = 'territory' AND role = 'current'
+                 AND territory_manager_id = manager_id""",
+            [kind, manager_id],
+        )[0]["booked"]
+        no_am = self._measures(
+            kind, manager_id, "territory", f"AND account_manager_id = '{UNASSIGNED}'"
+        ).get("current", Measures())
+        nearby = self._measures(kind, manager_id, "unassigned_nearby").get("current", Measures())
+        managed = self._rows(
+            """SELECT m.territory_id, t.territory_name, t.level, m.valid_from, m.valid_to,
+                      (SELECT count(*) - 1 FROM closure c WHERE c.ancestor = m.territory_id)
+                          AS descendants,
+                      (SELECT count(DISTINCT d.territory_id) FROM closure c
+                         JOIN pub.territory_managers d ON d.territory_id = c.descendant
+                        WHERE c.ancestor = m.territory_id AND c.depth > 0
+                          AND (d.valid_from IS NULL OR d.valid_from < ?)
+                          AND (d.valid_to IS NULL OR d.valid_to > ?)) AS sub_managed
+               FROM pub.territory_managers m LEFT JOIN terr t USING (territory_id)
+               WHERE m.manager_id = ?
+                 AND (m.valid_from IS NULL OR m.valid_from < ?)
+                 AND (m.valid_to IS NULL OR m.valid_to > ?)
+               ORDER BY m.valid_from NULLS FIRST, m.territory_id""",
+            [*self._overlap(), manager_id, *self._overlap()],
+        )
+        for row in managed:
+            row["from_in_period"] = _inside(row["valid_from"], self.period)
+            row["to_in_period"] = _inside(row["valid_to"], self.period)
+        by_child = self._rows(
+            f"""SELECT managed_territory, mt.territory_name AS managed_name,
+                       child_territory, ct.territory_name AS child_name, ct.level AS child_level,
+                       child_territory = managed_territory AS is_self,
+                       string_agg(DISTINCT coalesce(territory_manager_name, territory_manager_id),
+                                  ', ' ORDER BY coalesce(territory_manager_name,
+                                                         territory_manager_id)) AS credited_to,
+                       {_MEASURES}
+                FROM cur r
+                LEFT JOIN terr mt ON mt.territory_id = r.managed_territory
+                LEFT JOIN terr ct ON ct.territory_id = r.child_territory
+                WHERE kind = ? AND manager_id = ? AND scope = 'territory' AND role = 'current'
+                GROUP BY ALL ORDER BY booked DESC, child_territory""",
+            [kind, manager_id],
+        )
+        by_am = self._rows(
+            f"""SELECT account_manager_id, account_manager_name,
+                       count(DISTINCT account_id) AS accounts, {_MEASURES}
+                FROM cur
+                WHERE kind = ? AND manager_id = ? AND scope = 'territory' AND role = 'current'
+                GROUP BY ALL ORDER BY booked DESC, account_manager_id""",
+            [kind, manager_id],
+        )
+        top = self._rows(
+            f"""SELECT account_id, account_name, account_country, account_city,
+                       string_agg(DISTINCT territory_name, ', ' ORDER BY territory_name)
+                           AS territories,
+                       string_agg(DISTINCT coalesce(account_manager_name, account_manager_id),
+                                  ', ' ORDER BY coalesce(account_manager_name,
+                                                         account_manager_id)) AS account_managers,
+                       {_MEASURES}
+                FROM cur
+                WHERE kind = ? AND manager_id = ? AND scope = 'territory' AND role = 'current'
+                GROUP BY account_id, account_name, account_country, account_city
+                ORDER BY booked DESC, account_id LIMIT 10""",
+            [kind, manager_id],
+        )
+        accounts_in_scope = self._rows(
+            """SELECT count(DISTINCT account_id) AS n FROM cur
+               WHERE kind = ? AND manager_id = ? AND scope = 'territory' AND role = 'current'""",
+            [kind, manager_id],
+        )[0]["n"]
+        unassigned = self._rows(
+            f"""SELECT CASE WHEN scope = 'territory' THEN 'no_account_manager'
+                            WHEN account_name IS NULL THEN 'unknown_account'
+                            ELSE 'no_territory' END AS reason,
+                       scope, account_id, account_name, account_country, account_city,
+                       CASE WHEN scope = 'territory' THEN territory_name END AS territory_name,
+                       {_MEASURES}
+                FROM cur
+                WHERE kind = ? AND manager_id = ? AND role = 'current'
+                  AND (scope = 'unassigned_nearby'
+                       OR (scope = 'territory' AND account_manager_id = '{UNASSIGNED}'))
+                GROUP BY ALL ORDER BY reason, booked DESC, account_id""",
+            [kind, manager_id],
+        )
+        for group in (by_child, by_am, top, unassigned):
+            for row in group:
+                row["m"] = Measures.from_row(row)
+        return ManagerReport(
+            kind=kind,
+            person=self.person(manager_id),
+            period=self.period,
+            current=current,
+            comparisons=self._comparisons(in_scope),
+            series=self._series(kind, manager_id, "territory"),
+            csv_rows=self._csv_rows(kind, manager_id),
+            credited=credited,
+            managed=managed,
+            by_child=by_child,
+            by_account_manager=by_am,
+            top_accounts=top,
+            accounts_in_scope=accounts_in_scope,
+            no_account_manager=no_am,
+            unassigned=unassigned,
+            unassigned_total=nearby,
+        )
+
+    # ------------------------------------------------------------------ account managers
+
+    def account_manager_report(self, manager_id: str) -> ManagerReport:
+        assert self.period is not None
+        kind = "account_manager"
+        self._focus(kind, manager_id)
+        by_role = self._measures(kind, manager_id, "account")
+        accounts = self._rows(
+            f"""WITH assigned AS (
+                    SELECT account_id, min(valid_from) AS valid_from,
+                           CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END
+                               AS valid_to
+                    FROM pub.account_assignments
+                    WHERE account_manager_id = ?
+                      AND (valid_from IS NULL OR valid_from < ?)
+                      AND (valid_to IS NULL OR valid_to > ?)
+                    GROUP BY account_id),
+                booked AS (
+                    SELECT account_id, {_MEASURES} FROM cur
+                    WHERE kind = ? AND manager_id = ? AND role = 'current' GROUP BY account_id)
+                SELECT coalesce(s.account_id, b.account_id) AS account_id, a.account_name,
+                       a.country AS account_country, a.city AS account_city, s.valid_from,
+                       s.valid_to, s.account_id IS NOT NULL AS assigned,
+                       b.* EXCLUDE (account_id)
+                FROM assigned s FULL JOIN booked b ON b.account_id = s.account_id
+                LEFT JOIN acc a ON a.account_id = coalesce(s.account_id, b.account_id)
+                ORDER BY coalesce(b.booked, 0) DESC, 1""",
+            [manager_id, *self._overlap(), kind, manager_id],
+        )
+        for row in accounts:
+            row["m"] = Measures.from_row(row) if row["events"] is not None else Measures()
+            row["from_in_period"] = _inside(row["valid_from"], self.period)
+            row["to_in_period"] = _inside(row["valid_to"], self.period)
+            row["months"] = {}
+        monthly = self._rows(
+            """SELECT account_id, CAST(date_trunc('month', day) AS DATE) AS month,
+                      sum(booked_revenue) AS booked
+               FROM cur WHERE kind = ? AND manager_id = ? AND role = 'current'
+               GROUP BY ALL""",
+            [kind, manager_id],
+        )
+        index = {row["account_id"]: row for row in accounts}
+        for r in monthly:
+            index[r["account_id"]]["months"][r["month"]] = r["booked"]
+        by_territory = self._rows(
+            f"""SELECT r.territory_id, r.territory_name, t.level,
+                       (SELECT string_agg(p.territory_name, ' › ' ORDER BY c.depth DESC)
+                          FROM closure c JOIN terr p ON p.territory_id = c.ancestor
+                         WHERE c.descendant = r.territory_id AND c.depth > 0) AS path,
+                       string_agg(DISTINCT coalesce(territory_manager_name, territory_manager_id),
+                                  ', ' ORDER BY coalesce(territory_manager_name,
+                                                         territory_manager_id)) AS credited_to,
+                       min(attribution_status) FILTER (WHERE territory_id = '{UNASSIGNED}')
+                           AS status,
+                       {_MEASURES}
+                FROM cur r LEFT JOIN terr t USING (territory_id)
+                WHERE kind = ? AND manager_id = ? AND role = 'current'
+                GROUP BY ALL ORDER BY booked DESC, territory_id""",
+            [kind, manager_id],
+        )
+        for row in by_territory:
+            row["m"] = Measures.from_row(row)
+        return ManagerReport(
+            kind=kind,
+            person=self.person(manager_id),
+            period=self.period,
+            current=by_role.get("current", Measures()),
+            comparisons=self._comparisons(by_role),
+            series=self._series(kind, manager_id, "account"),
+            csv_rows=self._csv_rows(kind, manager_id),
+            accounts=accounts,
+            months=self.period.months(),
+            by_territory=by_territory,
+        )
+
+
+def _inside(moment: dt.datetime | None, period: Period) -> bool:
+    """True when a validity bound falls strictly inside the period (worth showing)."""
+    return moment is not None and _ts(period.start) < moment < _ts(period.end)
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")

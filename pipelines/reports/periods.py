@@ -1,0 +1,145 @@
+"""Report periods: a calendar year (``2026``), quarter (``2026-Q1``) or month (``2026-03``).
+
+A period is a half-open range of UTC dates ``[start, end)``; an event belongs to it
+when its ``day`` (the UTC date of ``event_time``) does. Quarters are calendar
+quarters (Q1 = January to March) whatever ``--fiscal-year-start-month`` the
+pipeline ran with; fiscal quarters can be added later as ``FY2027-Q1``.
+
+>>> p = parse_period("2026-Q1")
+>>> (p.start.isoformat(), p.end.isoformat(), p.previous().label, p.year_ago().label)
+('2026-01-01', '2026-04-01', '2025-Q4', '2025-Q1')
+>>> parse_period("2026-03").previous().label, parse_period("2026-01").previous().label
+('2026-02', '2025-12')
+>>> parse_period("2026").previous() == parse_period("2026").year_ago()
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+_PATTERNS = (
+    ("year", re.compile(r"(\d{4})")),
+    ("quarter", re.compile(r"(\d{4})-[Qq]([1-4])")),
+    ("month", re.compile(r"(\d{4})-(0[1-9]|1[0-2])")),
+)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """``kind`` is ``year``, ``quarter`` or ``month``; ``index`` the quarter or month (0 for a
+    year)."""
+
+    kind: str
+    year: int
+    index: int = 0
+
+    @property
+    def start(self) -> date:
+        if self.kind == "year":
+            return date(self.year, 1, 1)
+        if self.kind == "quarter":
+            return date(self.year, 3 * self.index - 2, 1)
+        return date(self.year, self.index, 1)
+
+    @property
+    def end(self) -> date:
+        """The first day after the period (exclusive end)."""
+        return self.next().start
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "year":
+            return f"{self.year}"
+        if self.kind == "quarter":
+            return f"{self.year}-Q{self.index}"
+        return f"{self.year}-{self.index:02d}"
+
+    @property
+    def title(self) -> str:
+        """Human form: ``Q1 2026``, ``March 2026``, ``2026``."""
+        if self.kind == "year":
+            return f"{self.year}"
+        if self.kind == "quarter":
+            return f"Q{self.index} {self.year}"
+        return f"{self.start.strftime('%B')} {self.year}"
+
+    @property
+    def span(self) -> str:
+        """``1 Jan – 31 Mar 2026``."""
+        first, last = self.start, self.last_day
+        return (
+            f"{first.day} {_MONTHS[first.month - 1]} – "
+            f"{last.day} {_MONTHS[last.month - 1]} {last.year}"
+        )
+
+    @property
+    def bucket(self) -> str:
+        """Chart granularity: ``day`` for a month, ``week`` for a quarter or a year."""
+        return "day" if self.kind == "month" else "week"
+
+    def _shift(self, steps: int) -> Period:
+        if self.kind == "year":
+            return Period("year", self.year + steps)
+        size = 4 if self.kind == "quarter" else 12
+        zero_based = self.year * size + self.index - 1 + steps
+        return Period(self.kind, zero_based // size, zero_based % size + 1)
+
+    def next(self) -> Period:
+        return self._shift(1)
+
+    def previous(self) -> Period:
+        return self._shift(-1)
+
+    def year_ago(self) -> Period:
+        return Period(self.kind, self.year - 1, self.index)
+
+    def months(self) -> list[date]:
+        """First day of every month in the period."""
+        out, month = [], self.start
+        while month < self.end:
+            out.append(month)
+            month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        return out
+
+    def buckets(self) -> list[date]:
+        """Start of every chart bucket: each day, or each week (Monday) clipped to the start."""
+        if self.bucket == "day":
+            return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+        out = [self.start]
+        monday = self.start - timedelta(days=self.start.weekday()) + timedelta(days=7)
+        while monday < self.end:
+            out.append(monday)
+            monday += timedelta(days=7)
+        return out
+
+    def bucket_of(self, day: date) -> date:
+        if self.bucket == "day":
+            return day
+        return max(self.start, day - timedelta(days=day.weekday()))
+
+
+def parse_period(text: str) -> Period:
+    """``2026`` | ``2026-Q1`` | ``2026-03`` -> Period; ValueError otherwise."""
+    value = text.strip()
+    for kind, pattern in _PATTERNS:
+        match = pattern.fullmatch(value)
+        if match:
+            year = int(match.group(1))
+            if year < 1900 or year > 9998:
+                break
+            return Period(kind, year, int(match.group(2)) if kind != "year" else 0)
+    raise ValueError(
+        f"unknown period {text!r}: use a year (2026), quarter (2026-Q1) or month (2026-03)"
+    )
+
+
+def month_of(day: date) -> Period:
+    return Period("month", day.year, day.month)
