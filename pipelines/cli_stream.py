@@ -1,0 +1,170 @@
+"""``revattr stream`` and ``revattr repair``: flags, summaries and exit codes.
+
+Registered on the ``revattr`` app by ``pipelines.cli``. Heavy imports (Beam,
+DuckDB) happen inside the verbs, so ``--help`` stays instant; nothing here imports
+``pipelines.cli`` at module level (it imports this module).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipelines.errors import UserError
+
+EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _fail(error: UserError) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def stream_command(
+    source: Annotated[
+        str,
+        typer.Option(
+            help="pubsub://projects/P/subscriptions/S or kafka://HOST:PORT/TOPIC "
+            "(see docs/streaming.md for the runner options each needs)."
+        ),
+    ],
+    reference: Annotated[Path, typer.Option(help="Directory with the seven reference tables.")],
+    db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
+    reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
+    reporting_timezone: Annotated[
+        str, typer.Option(help="IANA timezone whose calendar days are the daily windows.")
+    ] = "UTC",
+    fiscal_year_start_month: Annotated[
+        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
+    ] = 1,
+    early_firing_seconds: Annotated[
+        int,
+        typer.Option(min=0, help="Early pane every N seconds of processing time (0: none)."),
+    ] = 60,
+    allowed_lateness: Annotated[
+        str,
+        typer.Option(help="How late an event may be and still update its day's pane (3d, 12h)."),
+    ] = "3d",
+    dedupe_margin: Annotated[
+        str, typer.Option(help="Keep event ids for the window + lateness + this margin.")
+    ] = "1d",
+    reference_refresh: Annotated[
+        str,
+        typer.Option(help="Re-read the reference directory this often, e.g. 10m (0: once)."),
+    ] = "10m",
+    max_batch_messages: Annotated[
+        int, typer.Option(min=1, help="Most messages per micro-batch.")
+    ] = 1000,
+    shards: Annotated[int, typer.Option(min=1, help="Deduplication state shards.")] = 16,
+    expansion_service: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of the Java expansion service for Kafka."),
+    ] = None,
+    pubsub_timestamp_attribute: Annotated[
+        str | None,
+        typer.Option(help="Pub/Sub attribute carrying the event time (drives the watermark)."),
+    ] = None,
+    runner: Annotated[str, typer.Option(help="Beam runner.")] = "DirectRunner",
+    beam_args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Extra Beam pipeline options after --, e.g. -- --project=P --region=R "
+            "--temp_location=gs://B/tmp"
+        ),
+    ] = None,
+) -> None:
+    """Run the streaming pipeline from Pub/Sub or Kafka into DuckDB (Beam --streaming).
+
+    Daily event-time windows with early, on-time and late panes, upserted per
+    (view, key, day); too-late events are still written and their days repaired.
+    """
+    from pipelines.cli import _quiet_libraries
+
+    _quiet_libraries()
+    from pipelines.streaming import run
+
+    argv = [
+        f"--source={source}",
+        f"--reference={reference}",
+        f"--db={db}",
+        f"--reporting_currency={reporting_currency}",
+        f"--reporting_timezone={reporting_timezone}",
+        f"--fiscal_year_start_month={fiscal_year_start_month}",
+        f"--early_firing_seconds={early_firing_seconds}",
+        f"--allowed_lateness={allowed_lateness}",
+        f"--dedupe_margin={dedupe_margin}",
+        f"--reference_refresh={reference_refresh}",
+        f"--max_batch_messages={max_batch_messages}",
+        f"--shards={shards}",
+        *([f"--expansion_service={expansion_service}"] if expansion_service else []),
+        *(
+            [f"--pubsub_timestamp_attribute={pubsub_timestamp_attribute}"]
+            if pubsub_timestamp_attribute
+            else []
+        ),
+        f"--runner={runner}",
+        "--streaming",
+        *(beam_args or []),
+    ]
+    started = time.perf_counter()
+    try:
+        with console.status("Streaming (Ctrl-C to stop)", spinner="dots") as status:
+            summary = run(argv, progress=lambda step: status.update(step))
+    except UserError as error:
+        _fail(error)
+    table = Table(title=f"revattr stream {summary.run_id}", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("messages in", f"{summary.input_records:,}")
+    table.add_row("accepted", f"{summary.accepted:,}")
+    table.add_row("duplicates", f"{summary.duplicates:,}")
+    table.add_row("quarantined", f"{summary.quarantined:,}")
+    for reason, count in sorted(summary.quarantined_by_reason.items()):
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("days repaired from facts", f"{len(summary.repaired_days):,}")
+    table.add_row(
+        "balanced",
+        "yes" if summary.balanced else f"NO: {len(summary.unbalanced_days)} day(s), "
+        f"first {summary.unbalanced_days[0]}",
+    )
+    table.add_row("status", summary.status)
+    table.add_row("time", f"{time.perf_counter() - started:.1f}s")
+    table.add_row("output", str(db))
+    console.print(table)
+    raise typer.Exit(EXIT_OK if summary.status == "succeeded" else EXIT_CHECKS)
+
+
+def repair_command(
+    db: Annotated[Path, typer.Option(help="DuckDB file written by `revattr run` or `stream`.")] = (
+        Path("out/revenue.duckdb")
+    ),
+) -> None:
+    """Recompute from the facts the view rows of every day that does not reconcile.
+
+    One transaction. Stop the stream job first: DuckDB allows one writer.
+    """
+    from pipelines.cli import _quiet_libraries
+
+    _quiet_libraries()
+    from pipelines.io.streaming_sink import repair_days
+
+    try:
+        repaired = repair_days(db)
+    except UserError as error:
+        _fail(error)
+    if not repaired:
+        console.print(f"every day reconciles: nothing to repair in {db}")
+    else:
+        days = ", ".join(str(d) for d in repaired[:10]) + (" ..." if len(repaired) > 10 else "")
+        console.print(f"repaired {len(repaired)} day(s) in {db}: {days}")
+    raise typer.Exit(EXIT_OK)
