@@ -115,6 +115,12 @@ def stream_command(
         "--streaming",
         *(beam_args or []),
     ]
+    if "dataflow" in runner.lower():
+        err_console.print(
+            f"[yellow]warning:[/] the DuckDB sink writes {escape(str(db))} on each Dataflow "
+            "worker's local disk; see docs/streaming.md (Dataflow caveats)",
+            soft_wrap=True,
+        )
     started = time.perf_counter()
     try:
         with console.status("Streaming (Ctrl-C to stop)", spinner="dots") as status:

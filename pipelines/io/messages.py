@@ -117,7 +117,8 @@ def messages_to_raw_batch(messages: Sequence[Message]) -> pa.Table:
         reasons = pa.array([special[i][1] for i in indices], pa.string())
         details = pa.array([special[i][2] for i in indices], pa.string())
         batch = _assemble(
-            fields, len(indices), _BUFFER_SOURCE, np.zeros(len(indices)), None, reasons, details
+            fields, len(indices), _BUFFER_SOURCE, np.zeros(len(indices), dtype=np.int64), None,
+            reasons, details,
         )
         parts.append(pa.Table.from_batches([batch]))
         order.extend(indices)

@@ -153,3 +153,19 @@ def test_reference_refresh_emits_a_version_only_when_the_files_change_and_keeps_
     assert second["account_assignments"].num_rows == 4
     (directory / "accounts.csv").write_text("account_id,country\nA1\n")  # broken file
     assert list(load.process(3)) == []  # skipped: the pipeline keeps the last good version
+
+
+def test_known_local_failures_become_one_line_errors_saying_what_to_do():
+    from pipelines.streaming import _explain
+
+    refresh = RuntimeError(
+        "Transform node AppliedPTransform(Reference/RefreshTicks/GenSequence/...) "
+        "was not replaced as expected."
+    )
+    assert "--reference-refresh 0" in str(_explain(refresh, None))
+    wrapped = RuntimeError("bundle failed")
+    wrapped.__cause__ = ModuleNotFoundError("No module named 'google.cloud'")
+    assert "apache-beam[gcp]" in str(_explain(wrapped, None))
+    unreachable = RuntimeError("failed to connect to all addresses; last error: UNKNOWN")
+    assert "localhost:8097" in str(_explain(unreachable, "localhost:8097"))
+    assert _explain(ValueError("something else"), None) is None

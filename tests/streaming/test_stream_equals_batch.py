@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
@@ -20,11 +20,11 @@ from tests.streaming.helpers import epoch
 CHUNK = 500
 
 
-def arrival_stream(files: list[Path]) -> tuple[TestStream, int]:
+def arrival_stream(files: list[Path]) -> tuple[test_stream.TestStream, int]:
     """The files' lines in arrival order, in chunks; after each chunk processing time
     passes (early panes) and the watermark follows the newest event time minus 2 hours,
     so events that arrive days late are late, some later than the allowed lateness."""
-    stream = TestStream().advance_watermark_to(Timestamp(0))
+    stream = test_stream.TestStream().advance_watermark_to(Timestamp(0))
     newest = watermark = 0.0
     pending: list[TimestampedValue] = []
     count = 0
