@@ -33,7 +33,7 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Keep Beam's and GX's log chatter out of the CLI output."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     for name in ("apache_beam", "great_expectations", "root"):
@@ -134,7 +134,7 @@ def run_batch(
     ] = None,
 ) -> None:
     """Run the batch pipeline over event files and publish into DuckDB."""
-    _quiet_libraries()
+    quiet_libraries()
     from pipelines.batch import run
 
     argv = [
@@ -178,7 +178,7 @@ def check(
 
     Exit 1 on a critical failure.
     """
-    _quiet_libraries()
+    quiet_libraries()
     from pipelines.quality.check import check_database
 
     try:

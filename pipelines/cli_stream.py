@@ -87,9 +87,9 @@ def stream_command(
     Daily event-time windows with early, on-time and late panes, upserted per
     (view, key, day); too-late events are still written and their days repaired.
     """
-    from pipelines.cli import _quiet_libraries
+    from pipelines.cli import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     from pipelines.streaming import run
 
     argv = [
@@ -159,9 +159,9 @@ def repair_command(
 
     One transaction. Stop the stream job first: DuckDB allows one writer.
     """
-    from pipelines.cli import _quiet_libraries
+    from pipelines.cli import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     from pipelines.io.streaming_sink import repair_days
 
     try:

@@ -25,7 +25,8 @@ class History(Protocol):
     def lookup(self, event_ids: pa.Array) -> pa.Table | None: ...
 
 
-def _split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
+def split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, rows) for each event_id shard present in the batch (batch and streaming dedupe)."""
     shard = shard_of(events["event_id"], shards)
     for value in np.unique(shard):
         yield int(value), events.filter(pa.array(shard == value))
@@ -33,7 +34,7 @@ def _split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Tab
 
 def _spill_by_shard(events: pa.Table, shards: int, spill_dir: str) -> Iterator[tuple[int, str]]:
     """Write each shard's rows to a Parquet part; only the path travels through the shuffle."""
-    for shard, rows in _split_by_shard(events, shards):
+    for shard, rows in split_by_shard(events, shards):
         path = write_part(spill_dir, f"shard-{shard:05d}", rows)
         if path is not None:
             yield shard, str(path)
@@ -87,7 +88,7 @@ class Deduplicate(beam.PTransform):
         if self.spill_dir is None:
             gathered = (
                 events
-                | "ShardByEventId" >> beam.FlatMap(_split_by_shard, self.shards)
+                | "ShardByEventId" >> beam.FlatMap(split_by_shard, self.shards)
                 | "GatherShard" >> beam.GroupByKey()
             )
         else:

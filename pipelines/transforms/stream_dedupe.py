@@ -44,7 +44,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipelines.rules.dedupe import DUPLICATE_SCHEMA, deduplicate, shard_of
 from pipelines.rules.validate import rejects_from
 from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
-from pipelines.transforms.deduplicate import DUPLICATES, _split_by_shard
+from pipelines.transforms.deduplicate import DUPLICATES, split_by_shard
 from pipelines.transforms.windowed_views import (
     check_timezone,
     day_windows,
@@ -193,7 +193,7 @@ class StreamDeduplicate(beam.PTransform):
         return (
             events
             | "ShardByEventId"
-            >> beam.FlatMap(_split_by_shard, self.shards).with_output_types(
+            >> beam.FlatMap(split_by_shard, self.shards).with_output_types(
                 beam.typehints.KV[int, beam.typehints.Any]
             )
             | "DropRepeatsAcrossBatches"
