@@ -17,10 +17,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
 from pipelines.io.events_reader import expand_event_paths
+from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.page import render_quality_page
+from pipelines.quality.stage_frames import INPUTS
+from pipelines.quality.stages import STAGE_CHECKS
 from pipelines.rules.enrich import EnrichmentIndex
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.aggregate_views import AggregateViews
@@ -111,23 +114,17 @@ def check_stages(
     attributed: beam.PCollection,
     views: dict[str, beam.PCollection],
 ) -> beam.PCollection:
-    """One CheckStage per stage; their result tables flattened into one PCollection."""
+    """One CheckStage per stage (``STAGE_CHECKS``); their result tables flattened."""
     tables = {
         name: reference | f"Table_{name}" >> beam.Map(lambda r, n=name: r[n])
         for name in REFERENCE_TABLES
     }
+    inputs = {"events": events, "attributed_events": attributed, **views, **tables}
     results = [
-        tables | "CheckReference" >> CheckStage("reference", "reference", None),
-        events | "CheckParsedEvents" >> CheckStage("parsed", "raw_events"),
-        attributed | "CheckEnrichedEvents" >> CheckStage("enriched", "enriched_events"),
-        {**views, "attributed_events": attributed}
-        | "CheckReconciliation" >> CheckStage("aggregated", "reconciliation"),
+        {name: inputs[name] for name in INPUTS[c.suite]}
+        | c.label >> CheckStage(c.stage, c.suite, c.sample_rows_per_batch)
+        for c in STAGE_CHECKS
     ]
-    for view, pcoll in views.items():
-        results.append(
-            {view: pcoll, "attributed_events": attributed}
-            | f"Check_{view}" >> CheckStage("aggregated", view, None)
-        )
     return results | "GatherCheckResults" >> beam.Flatten()
 
 
@@ -152,6 +149,8 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     say("Loading reference data")  # up front: a bad file fails fast, with file and line
     reference = load_reference(opts.reference)
     db = Path(opts.db)
+    publication = Publication(db, opts.fiscal_year_start_month)
+    publication.prepare()  # fails fast on a database of an older layout
     staging = Path(opts.staging_dir or db.parent / ".staging") / run_info.run_id
     settings = GraphSettings(
         paths=paths,
@@ -161,7 +160,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         reporting_currency=opts.reporting_currency,
         batch_rows=opts.batch_rows,
         shards=opts.shards,
-        history=PublishedEvents(db),
+        history=PublishedEvents(publication.store),
         checks=opts.checks,
     )
     try:
@@ -169,11 +168,11 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         with beam.Pipeline(options=options) as p:
             build_graph(p, settings)
         say("Publishing")
-        publisher = DuckDBPublisher(db, opts.fiscal_year_start_month)
-        summary = publisher.publish(staging, run_info, reference)
+        summary = publication.publish(staging, run_info, reference)
         if opts.quality_page:
+            results = DuckDBPublisher(publication.store).run_results(run_info.run_id)
             summary.quality_page = render_quality_page(
-                publisher.run_results(run_info.run_id), run_info.run_id, Path(opts.quality_page)
+                results, run_info.run_id, Path(opts.quality_page)
             )
         return summary
     finally:

@@ -4,7 +4,6 @@ checked against an independent DuckDB SQL computation written from the contract.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -13,6 +12,7 @@ import pytest
 from pipelines.batch import run
 from pipelines.generate import generate_dataset
 from pipelines.reference_sql import compute_reference
+from tests.utils import copy_database
 
 pytestmark = pytest.mark.slow
 
@@ -116,8 +116,7 @@ def test_every_day_balances_and_both_views_tie_to_the_facts_to_the_cent(publishe
 
 
 def test_rerunning_the_same_input_changes_nothing(dataset, published, tmp_path):
-    db = tmp_path / "revenue.duckdb"
-    shutil.copy(published[0], db)
+    db = copy_database(published[0], tmp_path / "revenue.duckdb")
     before = snapshot(db)
     second = run_pipeline(dataset, db)
     assert second.status == "succeeded"

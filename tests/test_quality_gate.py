@@ -3,14 +3,13 @@ critical failures block publication and exit 1."""
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.generate import generate_dataset
+from tests.utils import copy_database, edit_published
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -67,8 +66,7 @@ def test_a_clean_run_stores_results_of_all_six_suites_and_writes_the_page(clean)
 
 def test_a_critical_reference_failure_keeps_the_published_views_and_exits_1(clean, tmp_path):
     data, published_db, _ = clean
-    db = tmp_path / "revenue.duckdb"
-    shutil.copy(published_db, db)
+    db = copy_database(published_db, tmp_path / "revenue.duckdb")
     before = query(db, "SELECT * FROM territory_revenue ORDER BY ALL")
     tied = tmp_path / "tied"
     generate_dataset(tied, events=3000, seed=4, rule_tie=True)  # equally specific rules
@@ -95,13 +93,13 @@ def test_checks_can_be_turned_off(clean, tmp_path):
 def test_check_verb_passes_on_the_published_database_and_fails_on_a_tampered_view(clean, tmp_path):
     _, published_db, _ = clean
     assert runner.invoke(app, ["check", "--db", str(published_db)]).exit_code == 0
-    db = tmp_path / "revenue.duckdb"
-    shutil.copy(published_db, db)
-    with duckdb.connect(str(db)) as con:
-        con.execute(
-            "UPDATE territory_revenue SET booked_revenue = booked_revenue + 0.01 "
-            "WHERE rowid = (SELECT min(rowid) FROM territory_revenue)"
-        )
+    db = copy_database(published_db, tmp_path / "revenue.duckdb")
+    edit_published(
+        db,
+        "territory_revenue",
+        "UPDATE territory_revenue SET booked_revenue = booked_revenue + 0.01 "
+        "WHERE rowid = (SELECT min(rowid) FROM territory_revenue)",
+    )
     result = runner.invoke(app, ["check", "--db", str(db)])
     assert result.exit_code == 1
     assert "every_day_balanced" in result.output

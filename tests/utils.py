@@ -43,3 +43,44 @@ def events_table(rows: list[dict]) -> pa.Table:
 
 def money(value: str) -> pa.Scalar:
     return pa.scalar(Decimal(value), REPORTING_MONEY_TYPE)
+
+
+def copy_database(source, target):
+    """Copy a published database (catalog + its ``.d`` folder); the copy's views read the copy."""
+    import shutil
+    from pathlib import Path
+
+    from pipelines.io.publication import Publication
+
+    source, target = Path(source), Path(target)
+    shutil.copytree(source.with_name(source.name + ".d"), target.with_name(target.name + ".d"))
+    shutil.copy(source, target)
+    Publication(target).prepare()  # the catalog's paths now point into the copy
+    return target
+
+
+def edit_published(db, relation: str, *statements: tuple[str, list] | str) -> None:
+    """Tamper with a published relation: run UPDATEs on its rows, write them back in place.
+
+    The rows of the relation's live parts are loaded into a table named like the
+    relation, edited, and written over the newest part (older live parts are emptied).
+    """
+    import os
+
+    import duckdb
+
+    from pipelines.io.publication import Publication
+
+    parts = Publication(db).live_parts(relation)
+    files = ", ".join(f"'{p.path}'" for p in parts)
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE {relation} AS SELECT * FROM read_parquet([{files}])").fetchall()
+    for statement in statements:
+        sql, params = (statement, None) if isinstance(statement, str) else statement
+        con.execute(sql, params).fetchall()
+    for i, part in enumerate(parts):
+        tmp = part.path.with_name("_tmp-edit.parquet")
+        rows = relation if i == len(parts) - 1 else f"(SELECT * FROM {relation} LIMIT 0)"
+        con.execute(f"COPY {rows} TO '{tmp}' (FORMAT parquet)").fetchall()
+        os.replace(tmp, part.path)
+    con.close()

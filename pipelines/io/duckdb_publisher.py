@@ -11,6 +11,7 @@ rolled back, the previous published state stays intact, and only the run row
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,10 +25,12 @@ from schemas.events import PAYLOAD_FIELDS
 from schemas.outputs import (
     MEASURES,
     REVENUE_VIEWS,
+    create_table_sql,
     output_ddl,
     reference_ddl,
     view_sql,
 )
+from schemas.publication import STORE_PRIMARY_KEYS, STORE_TABLES
 
 
 @dataclass(frozen=True)
@@ -139,15 +142,24 @@ class DuckDBPublisher:
         self.fiscal_year_start_month = fiscal_year_start_month
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        for statement in output_ddl() + reference_ddl():
+        store = [create_table_sql(n, s, STORE_PRIMARY_KEYS[n]) for n, s in STORE_TABLES.items()]
+        for statement in output_ddl() + reference_ddl() + store:
             _exec(con, statement)
         for statement in view_sql(self.fiscal_year_start_month):
             _exec(con, statement)
 
     def publish(
-        self, staging: str | Path, run: RunInfo, reference: dict[str, pa.Table]
+        self,
+        staging: str | Path,
+        run: RunInfo,
+        reference: dict[str, pa.Table],
+        record: Callable[[duckdb.DuckDBPyConnection, RunSummary], None] | None = None,
     ) -> RunSummary:
-        """Apply the run's staged outputs atomically and return its summary."""
+        """Apply the run's staged outputs atomically and return its summary.
+
+        ``record(con, summary)`` runs inside the transaction that records the run
+        (whatever its status), e.g. to assign its version or mark its input applied.
+        """
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         con = connect(self.db_path)
         try:
@@ -160,15 +172,14 @@ class DuckDBPublisher:
             summary.booked_revenue = self._booked_revenue(con, staging)
             summary.quality = self._staged_quality(con, staging)
             self._check(summary)
-            if summary.status == "succeeded":
-                self._record_run(con, run, summary, staging)
-                _exec(con, "COMMIT")
-            else:
+            if summary.status != "succeeded":
                 _exec(con, "ROLLBACK")
                 _exec(con, "BEGIN TRANSACTION")
                 self.ensure_schema(con)
-                self._record_run(con, run, summary, staging)
-                _exec(con, "COMMIT")
+            self._record_run(con, run, summary, staging)
+            if record is not None:
+                record(con, summary)
+            _exec(con, "COMMIT")
             return summary
         finally:
             con.close()  # an uncommitted transaction is rolled back here

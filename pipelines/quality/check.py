@@ -5,8 +5,8 @@ Opens the DuckDB file read-only (BI readers may stay connected) and validates:
 * ``attributed_events`` with the ``enriched_events`` suite,
 * ``territory_revenue`` / ``account_manager_revenue`` with their suites (totals
   against all published facts),
-* the ``reconciliation`` view with the ``reconciliation`` suite (``balanced``
-  recomputed from its totals),
+* the reconciliation of every day, recomputed from the published facts and
+  views, with the ``reconciliation`` suite,
 * the reference data with the ``reference`` suite: the files of
   ``reference_dir`` when given, else the reference snapshot the last run
   published into the database.
@@ -96,17 +96,18 @@ def check_database(db_path: str | Path, reference_dir: str | None = None, *,
             raise UserError(f"the database has no {', '.join(missing)}", where=str(db_path),
                             hint="is this a revattr database? `revattr run` creates them")
         facts_schema = sf.INPUT_SCHEMAS["attributed_events"]
-        fact_columns = sorted((_suite_columns("enriched_events") | set(MEASURES) | {"event_type"})
-                              & set(facts_schema.names))
+        wanted = _suite_columns("enriched_events") | set(MEASURES) | {"event_type", "day"}
+        fact_columns = sorted(wanted & set(facts_schema.names))
         facts = _read(con, "attributed_events", fact_columns, facts_schema, db_path)
         tables: dict[str, dict[str, pa.Table]] = {"enriched_events": {"attributed_events": facts}}
         for view in REVENUE_VIEWS:
             schema = sf.INPUT_SCHEMAS[view]
             tables[view] = {view: _read(con, view, schema.names, schema, db_path),
                             "attributed_events": facts}
-        schema = sf.INPUT_SCHEMAS["reconciliation"]
-        tables["reconciliation"] = {
-            "reconciliation": _read(con, "reconciliation", schema.names, schema, db_path)}
+        # Recomputed from the published facts and views, not read from the stored
+        # reconciliation: a view edited after publication must show up here.
+        tables["reconciliation"] = {"attributed_events": facts,
+                                    **{view: tables[view][view] for view in REVENUE_VIEWS}}
         if reference is None:
             reference = {name: _read(con, name, sf.INPUT_SCHEMAS[name].names,
                                      sf.INPUT_SCHEMAS[name], db_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 
 import duckdb
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.reports.csv_safe import TRIGGERS
 from pipelines.reports.data import CSV_COLUMNS
+from tests.utils import copy_database, edit_published
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -36,9 +36,8 @@ NUMERIC = {
 @pytest.fixture(scope="module")
 def planted(published_db, tmp_path_factory):
     """A copy of the database with hostile names on one busy account's people and places."""
-    db = tmp_path_factory.mktemp("hostile") / "revenue.duckdb"
-    shutil.copy(published_db, db)
-    with duckdb.connect(str(db)) as con:
+    db = copy_database(published_db, tmp_path_factory.mktemp("hostile") / "revenue.duckdb")
+    with duckdb.connect(str(db), read_only=True) as con:
         accounts = con.execute(
             """SELECT account_id, any_value(account_manager_id), any_value(territory_manager_id),
                       any_value(territory_id)
@@ -46,24 +45,30 @@ def planted(published_db, tmp_path_factory):
                WHERE day >= DATE '2026-03-01' AND attribution_status = 'attributed'
                GROUP BY account_id ORDER BY count(*) DESC LIMIT 3"""
         ).fetchall()
-        (a1, am, tm, territory), (a2, *_), (a3, *_) = accounts
-        con.execute("UPDATE accounts SET account_name = ? WHERE account_id = ?", [SCRIPT, a1])
-        con.execute("UPDATE accounts SET account_name = ? WHERE account_id = ?", [FORMULA, a2])
-        con.execute(
-            "UPDATE accounts SET account_name = ?, city = ? WHERE account_id = ?",
-            [PLUS, "@SUM(1+1)*cmd", a3],
-        )
-        con.execute(
-            "UPDATE territories SET territory_name = ? WHERE territory_id = ?", [IMG, territory]
-        )
-        con.execute("UPDATE people SET name = ? WHERE person_id = ?", [SCRIPT, tm])
-        con.execute("UPDATE people SET name = ? WHERE person_id = ?", [FORMULA, am])
-        # A manager id that would escape the output folder if used as a file name.
-        con.execute(
-            "UPDATE territory_managers SET manager_id = '../../evil' WHERE manager_id = "
-            "(SELECT min(manager_id) FROM territory_managers WHERE manager_id <> ?)",
-            [tm],
-        )
+    (a1, am, tm, territory), (a2, *_), (a3, *_) = accounts
+    update = "UPDATE accounts SET account_name = ? WHERE account_id = ?"
+    edit_published(
+        db,
+        "accounts",
+        (update, [SCRIPT, a1]),
+        (update, [FORMULA, a2]),
+        ("UPDATE accounts SET account_name = ?, city = ? WHERE account_id = ?",
+         [PLUS, "@SUM(1+1)*cmd", a3]),
+    )
+    edit_published(db, "territories", (
+        "UPDATE territories SET territory_name = ? WHERE territory_id = ?", [IMG, territory]))
+    edit_published(
+        db,
+        "people",
+        ("UPDATE people SET name = ? WHERE person_id = ?", [SCRIPT, tm]),
+        ("UPDATE people SET name = ? WHERE person_id = ?", [FORMULA, am]),
+    )
+    # A manager id that would escape the output folder if used as a file name.
+    edit_published(db, "territory_managers", (
+        "UPDATE territory_managers SET manager_id = '../../evil' WHERE manager_id = "
+        "(SELECT min(manager_id) FROM territory_managers WHERE manager_id <> ?)",
+        [tm],
+    ))
     return db, am, tm
 
 

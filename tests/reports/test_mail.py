@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-import shutil
 import socket
 import ssl
 from email import policy
@@ -14,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from tests.utils import copy_database, edit_published
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
@@ -140,13 +140,12 @@ def test_dry_run_connects_to_nothing(published_db, smtp, tmp_path):
 
 
 def test_missing_address_and_refused_recipient_are_reported_and_exit_1(published_db, tmp_path):
-    db = tmp_path / "copy.duckdb"
-    shutil.copy(published_db, db)
-    with duckdb.connect(str(db)) as con:
+    db = copy_database(published_db, tmp_path / "copy.duckdb")
+    with duckdb.connect(str(db), read_only=True) as con:
         tm = con.execute("""SELECT territory_manager_id FROM attributed_events
                             WHERE territory_manager_id <> 'UNASSIGNED' AND day >= '2026-03-01'
                             GROUP BY ALL ORDER BY count(*) LIMIT 1""").fetchall()[0][0]
-        con.execute("UPDATE people SET email = NULL WHERE person_id = ?", [tm])
+    edit_published(db, "people", ("UPDATE people SET email = NULL WHERE person_id = ?", [tm]))
     am, people = _managers(db)
     inbox = Inbox(refuse=(people[am],))
     controller, port = _start(inbox)

@@ -1,0 +1,363 @@
+"""Publish runs to readers without ever locking the ``--db`` file they open.
+
+``Publication.publish`` applies a run's staged outputs to the writer's private
+store (``DuckDBPublisher``: one transaction, checks, rollback on failure), which
+also assigns the run the next *version*. ``export_pending`` then writes what
+that version changed as immutable Parquet parts and commits it with a marker
+file (see ``pipelines/io/catalog.py`` for how readers see it):
+
+* ``append`` relations: the run's rows;
+* ``upsert`` relations (the revenue views, reconciliation): the store's current
+  rows of every (key, day) the run touched;
+* ``snapshot`` relations (reference tables): all rows, only when they changed.
+
+So the cost of a publication follows the size of the run, not of the history.
+Parts are merged in the background of each publication, size-tiered: when the
+newest ``FANOUT`` parts of a relation have the same size tier they are merged
+into one, so a relation keeps O(FANOUT x log(rows)) parts. Replaced parts are
+deleted ``grace_seconds`` later (a query that already listed them can still
+open them).
+
+Crash safety: every file is written under a temporary name and renamed; a
+version's parts are written before its marker; names are deterministic, so a
+restart simply exports again every version the store has and no marker shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import UserError
+from pipelines.io.catalog import (
+    COMMIT_PATTERN,
+    PART_PATTERN,
+    Layout,
+    commit_name,
+    part_name,
+    write_catalog,
+)
+from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, connect
+from schemas.outputs import create_table_sql
+from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
+
+FANOUT = 8
+GRACE_SECONDS = 120.0
+KEEP_COMMIT_MARKERS = 16
+
+Recorder = Callable[[duckdb.DuckDBPyConnection, RunSummary], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    lo: int
+    hi: int
+
+    @classmethod
+    def parse(cls, path: Path) -> Part | None:
+        match = re.search(PART_PATTERN, path.name)
+        return cls(path, int(match[1]), int(match[2])) if match else None
+
+    def covers(self, other: Part) -> bool:
+        return (
+            self.lo <= other.lo
+            and self.hi >= other.hi
+            and self.hi - self.lo > other.hi - other.lo
+        )
+
+
+def reference_hash(reference: dict[str, pa.Table]) -> str:
+    """sha256 of the reference snapshot's content, to export it only when it changes."""
+    digest = hashlib.sha256()
+    for name in sorted(reference):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, reference[name].schema) as writer:
+            writer.write_table(reference[name])
+        digest.update(name.encode())
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
+    return con.execute(sql, params).fetchall()
+
+
+class Publication:
+    """The ``--db`` of a run or of follow mode: store, published parts and catalog."""
+
+    def __init__(
+        self,
+        db: str | Path,
+        fiscal_year_start_month: int = 1,
+        grace_seconds: float = GRACE_SECONDS,
+    ) -> None:
+        self.layout = Layout.of(db)
+        self.fiscal_year_start_month = fiscal_year_start_month
+        self.grace_seconds = grace_seconds
+
+    @property
+    def store(self) -> Path:
+        return self.layout.store
+
+    # -- set-up ------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the folders, an empty committed version 0 and the catalog (idempotent)."""
+        layout = self.layout
+        if layout.catalog.exists() and not layout.root.exists():
+            raise UserError(
+                "this database was written by revattr 0.1 (tables inside the file); "
+                "readers now open a catalog of views",
+                where=str(layout.catalog),
+                hint="remove it (or choose another --db) and run again",
+            )
+        layout.commits.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect()
+        try:
+            for relation in PUBLISHED_RELATIONS.values():
+                folder = layout.relation_dir(relation.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                if not any(folder.glob("p*.parquet")):
+                    _fetch(con, create_table_sql(f"empty_{relation.name}", relation.schema))
+                    self._write(
+                        con, f"SELECT * FROM empty_{relation.name}", folder / part_name(0, 0),
+                        keep_empty=True,
+                    )
+        finally:
+            con.close()
+        if not any(layout.commits.glob("v*.json")):
+            self._write_marker(0, {"version": 0, "run_id": None})
+        write_catalog(layout, self.fiscal_year_start_month)
+
+    # -- publishing --------------------------------------------------------
+    def publish(
+        self,
+        staging: str | Path,
+        run: RunInfo,
+        reference: dict[str, pa.Table],
+        record: Recorder | None = None,
+    ) -> RunSummary:
+        """Apply the run to the store (with ``record`` in its transaction), then export it."""
+        self.prepare()
+        self.export_pending()  # a version a crash left unexported goes first
+        digest = reference_hash(reference)
+
+        def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
+            _fetch(
+                con,
+                "INSERT INTO publications SELECT coalesce(max(version), 0) + 1, ?, ?, now() "
+                "FROM publications",
+                [run.run_id, digest if summary.status == "succeeded" else None],
+            )
+            if record is not None:
+                record(con, summary)
+
+        publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
+        summary = publisher.publish(staging, run, reference, record=record_version)
+        self.export_pending()
+        return summary
+
+    def committed_version(self) -> int:
+        versions = [
+            int(m[1])
+            for p in self.layout.commits.glob("v*.json")
+            if (m := re.search(COMMIT_PATTERN, p.name))
+        ]
+        return max(versions, default=0)
+
+    def export_pending(self) -> list[int]:
+        """Export every version recorded in the store but not yet committed on disk."""
+        if not self.layout.store.exists():
+            return []
+        committed = self.committed_version()
+        con = connect(self.layout.store)
+        try:
+            tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
+            if "publications" not in tables:
+                return []
+            pending = _fetch(
+                con,
+                "SELECT version, run_id, reference_hash FROM publications "
+                "WHERE version > ? ORDER BY version",
+                [committed],
+            )
+            for version, run_id, digest in pending:
+                self._export_version(con, version, run_id, digest)
+        finally:
+            con.close()
+        if pending:
+            self.compact()
+            self.collect_garbage()
+        return [p[0] for p in pending]
+
+    def _export_version(
+        self, con: duckdb.DuckDBPyConnection, version: int, run_id: str, digest: str | None
+    ) -> None:
+        previous = _fetch(
+            con,
+            "SELECT reference_hash FROM publications WHERE version < ? "
+            "AND reference_hash IS NOT NULL ORDER BY version DESC LIMIT 1",
+            [version],
+        )
+        reference_changed = digest is not None and (not previous or previous[0][0] != digest)
+        _fetch(
+            con,
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT territory_id, "
+            "account_manager_id, day FROM attributed_events WHERE run_id = ?",
+            [run_id],
+        )
+        written = {}
+        for relation in PUBLISHED_RELATIONS.values():
+            if relation.kind == SNAPSHOT and not reference_changed:
+                continue
+            target = self.layout.relation_dir(relation.name) / part_name(version, version)
+            rows = self._write(con, self._version_sql(relation, run_id), target)
+            if rows:
+                written[relation.name] = rows
+        self._write_marker(
+            version, {"version": version, "run_id": run_id, "rows": written}
+        )
+
+    @staticmethod
+    def _version_sql(relation: PublishedRelation, run_id: str) -> str:
+        columns = ", ".join(relation.schema.names)
+        quoted = "'" + run_id.replace("'", "''") + "'"
+        if relation.kind == APPEND:
+            return f"SELECT {columns} FROM {relation.name} WHERE run_id = {quoted}"
+        if relation.kind == SNAPSHOT:
+            return f"SELECT {columns} FROM {relation.name}"
+        if relation.kind == UPSERT:
+            keys = ", ".join(relation.key)
+            return (
+                f"SELECT {columns} FROM {relation.name} "
+                f"WHERE ({keys}) IN (SELECT DISTINCT {keys} FROM touched)"
+            )
+        raise ValueError(f"unknown relation kind {relation.kind!r}")
+
+    def _write(
+        self, con: duckdb.DuckDBPyConnection, sql: str, target: Path, keep_empty: bool = False
+    ) -> int:
+        """COPY a query to ``target`` atomically; returns its rows (0: nothing written)."""
+        tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
+        rows = _fetch(con, f"COPY ({sql}) TO {_sql_path(tmp)} (FORMAT parquet)")[0][0]
+        if rows or keep_empty:
+            os.replace(tmp, target)
+        else:
+            tmp.unlink(missing_ok=True)
+        return rows
+
+    def _write_marker(self, version: int, content: dict) -> None:
+        tmp = self.layout.commits / f"_tmp-{uuid.uuid4().hex}"
+        content = {**content, "committed_at": time.time()}
+        tmp.write_text(json.dumps(content, default=str))
+        os.replace(tmp, self.layout.commits / commit_name(version))
+
+    # -- maintenance -------------------------------------------------------
+    def live_parts(self, name: str, committed: int | None = None) -> list[Part]:
+        """The parts readers of ``name`` use at the committed version, oldest first."""
+        committed = self.committed_version() if committed is None else committed
+        parts = [
+            p
+            for path in self.layout.relation_dir(name).glob("p*.parquet")
+            if (p := Part.parse(path)) and p.hi <= committed
+        ]
+        if PUBLISHED_RELATIONS[name].kind == SNAPSHOT:
+            return sorted(parts, key=lambda p: (p.hi, -p.lo))[-1:]
+        live = [p for p in parts if not any(q.covers(p) for q in parts)]
+        return sorted(live, key=lambda p: p.lo)
+
+    def compact(self) -> int:
+        """Merge the newest parts of each relation while FANOUT of them share a size tier."""
+        merges = 0
+        committed = self.committed_version()
+        for relation in PUBLISHED_RELATIONS.values():
+            if relation.kind == SNAPSHOT:
+                continue
+            while True:
+                parts = self.live_parts(relation.name, committed)
+                tiers = [_tier(pq.read_metadata(p.path).num_rows) for p in parts]
+                run = 0
+                while run < len(parts) and tiers[-1 - run] == tiers[-1]:
+                    run += 1
+                if run < FANOUT:
+                    break
+                self._merge(relation, parts[-run:])
+                merges += 1
+        return merges
+
+    def _merge(self, relation: PublishedRelation, parts: list[Part]) -> None:
+        target = self.layout.relation_dir(relation.name) / part_name(parts[0].lo, parts[-1].hi)
+        files = "[" + ", ".join(_sql_path(p.path) for p in parts) + "]"
+        columns = ", ".join(relation.schema.names)
+        if relation.kind == APPEND:
+            sql = f"SELECT {columns} FROM read_parquet({files})"
+        else:
+            versions = " UNION ALL ".join(
+                f"SELECT {_sql_path(p.path)} AS file, {p.hi} AS hi" for p in parts
+            )
+            sql = (
+                f"SELECT {columns} FROM read_parquet({files}, filename = true) r "
+                f"JOIN ({versions}) v ON r.filename = v.file "
+                f"QUALIFY row_number() OVER (PARTITION BY {', '.join(relation.key)} "
+                "ORDER BY v.hi DESC) = 1"
+            )
+        con = duckdb.connect()
+        try:
+            self._write(con, sql, target, keep_empty=True)
+        finally:
+            con.close()
+
+    def collect_garbage(self, now: float | None = None) -> int:
+        """Delete parts replaced more than ``grace_seconds`` ago, stale temp files, old markers."""
+        now = time.time() if now is None else now
+        removed = 0
+
+        def old(path: Path) -> bool:
+            try:
+                return now - path.stat().st_mtime > self.grace_seconds
+            except FileNotFoundError:
+                return False
+
+        committed = self.committed_version()
+        for relation in PUBLISHED_RELATIONS.values():
+            folder = self.layout.relation_dir(relation.name)
+            parts = [p for path in folder.glob("p*.parquet") if (p := Part.parse(path))]
+            live = self.live_parts(relation.name, committed)
+            snapshot = relation.kind == SNAPSHOT
+            doomed = [
+                p
+                for p in parts
+                if p.hi <= committed
+                and p not in live
+                and any((q.hi > p.hi if snapshot else q.covers(p)) and old(q.path) for q in live)
+            ]
+            doomed += [Part(t, -1, -1) for t in folder.glob("_tmp-*") if old(t)]
+            for part in doomed:
+                part.path.unlink(missing_ok=True)
+                removed += 1
+        markers = sorted(self.layout.commits.glob("v*.json"))
+        for marker in markers[:-KEEP_COMMIT_MARKERS]:
+            if old(marker):
+                marker.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _tier(rows: int) -> int:
+    return 0 if rows < FANOUT else int(math.log(rows, FANOUT))
