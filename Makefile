@@ -40,7 +40,7 @@ $(SAMPLE)/manifest.json: $(STAMP)
 sample: $(SAMPLE)/manifest.json
 
 run: sample
-	rm -f $(DB) $(DB).wal
+	rm -rf $(DB) $(DB).wal $(DB).d
 	$(BIN)/revattr run --events '$(SAMPLE)/events/*.jsonl' --reference $(SAMPLE)/reference --db $(DB)
 	$(BIN)/revattr report --db $(DB) --out $(REPORTS)
 
