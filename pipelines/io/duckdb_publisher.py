@@ -152,7 +152,7 @@ class DuckDBPublisher:
         self,
         staging: str | Path,
         run: RunInfo,
-        reference: dict[str, pa.Table],
+        reference: dict[str, pa.Table] | None,
         record: Callable[[duckdb.DuckDBPyConnection, RunSummary], None] | None = None,
     ) -> RunSummary:
         """Apply the run's staged outputs atomically and return its summary.
@@ -225,8 +225,10 @@ class DuckDBPublisher:
         )
 
     def _replace_reference(
-        self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]
+        self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table] | None
     ) -> None:
+        if reference is None:  # unchanged since the last run: the store has it
+            return
         for name, table in reference.items():
             con.register("_reference_snapshot", table)
             _exec(con, f"DELETE FROM {name}")

@@ -111,6 +111,8 @@ class Publication:
         self.layout = Layout.of(db)
         self.fiscal_year_start_month = fiscal_year_start_month
         self.grace_seconds = grace_seconds
+        # Seconds spent by the last publish: applying to the store, exporting to readers.
+        self.timings: dict[str, float] = {}
 
     @property
     def store(self) -> Path:
@@ -169,9 +171,33 @@ class Publication:
                 record(con, summary)
 
         publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
-        summary = publisher.publish(staging, run, reference, record=record_version)
+        started = time.perf_counter()
+        unchanged = digest == self._stored_reference_hash()
+        summary = publisher.publish(
+            staging, run, None if unchanged else reference, record=record_version
+        )
+        applied = time.perf_counter()
         self.export_pending()
+        self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
+
+    def _stored_reference_hash(self) -> str | None:
+        """The hash of the reference snapshot the store holds (of its last succeeded run)."""
+        if not self.layout.store.exists():
+            return None
+        con = connect(self.layout.store, read_only=True)
+        try:
+            tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
+            if "publications" not in tables:
+                return None
+            rows = _fetch(
+                con,
+                "SELECT reference_hash FROM publications WHERE reference_hash IS NOT NULL "
+                "ORDER BY version DESC LIMIT 1",
+            )
+        finally:
+            con.close()
+        return rows[0][0] if rows else None
 
     def committed_version(self) -> int:
         versions = [
