@@ -17,8 +17,9 @@ A batch failing a critical check is retried file by file; a file that fails on
 its own, or cannot be read at all, is quarantined whole: moved to
 ``landing/quarantine/`` with ``<name>.reason.txt`` beside it and a ledger row
 with the reason, and following goes on. The reference directory is re-read
-when any of its files changes; a reference that fails to load keeps the
-previous one in use (and says so) until it is fixed.
+when any of its files changes and checked once per snapshot (its results are
+stored with every run that uses it); a reference that fails to load or fails a
+critical check keeps the previous one in use (and says so) until it is fixed.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class Follower:
         self.quarantine_dir = settings.landing / "quarantine"
         self.reference: dict[str, pa.Table] | None = None
         self.index: EnrichmentIndex | None = None
+        self.reference_results: pa.Table | None = None  # its checks, run once per snapshot
         self._reference_signature: tuple | None = None
         self._stop = False
 
@@ -167,15 +169,41 @@ class Follower:
         try:
             reference = load_reference(self.s.reference)
             index = EnrichmentIndex.build(reference)
+            results = self._check_reference(reference)
         except UserError as error:
             if self.reference is None:
                 raise
             self.say(f"reference not reloaded, previous one kept: {error}")
             self._reference_signature = signature  # retried when the files change again
             return
-        self.reference, self.index = reference, index
+        self.reference, self.index, self.reference_results = reference, index, results
         self._reference_signature = signature
         self.say("reference loaded")
+
+    def _check_reference(self, reference: dict[str, pa.Table]) -> pa.Table | None:
+        """The reference suite's results, once per snapshot; a critical failure rejects it."""
+        if not self.s.checks:
+            return None
+        from pipelines.quality.stage_check import run_stage_check
+        from pipelines.quality.stages import STAGE_CHECKS
+
+        check = next(c for c in STAGE_CHECKS if c.suite == "reference")
+        results = run_stage_check(
+            check.stage, check.suite, {n: [reference[n]] for n in reference},
+            check.sample_rows_per_batch,
+        )
+        failed = [
+            row["expectation"]
+            for row in results.to_pylist()
+            if row["severity"] == "critical" and not row["success"]
+        ]
+        if failed:
+            raise UserError(
+                f"the reference fails critical check(s) {', '.join(failed)}",
+                where=str(self.s.reference),
+                hint="fix the reference files; see `revattr check --reference DIR`",
+            )
+        return results
 
     def poll(self) -> BatchOutcome:
         """Apply the files that are ready now; returns what was done."""
@@ -239,6 +267,11 @@ class Follower:
                 reporting_currency=self.s.reporting_currency,
                 history=PublishedEvents(self.publication.store),
                 checks=self.s.checks,
+                known_results=(
+                    {"reference": self.reference_results}
+                    if self.reference_results is not None
+                    else None
+                ),
             )
 
             def record(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:

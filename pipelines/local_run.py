@@ -8,7 +8,7 @@ Only the split of rows into part files differs (one part per output here).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,14 +45,18 @@ def stage_locally(
     history: History | None = None,
     checks: bool = True,
     batch_rows: int = 65536,
+    known_results: Mapping[str, pa.Table] | None = None,
 ) -> None:
     """Run the batch pipeline on ``paths`` in this process and stage its outputs under
     ``staging`` exactly as ``build_graph`` does (for ``DuckDBPublisher.publish``).
 
     ``index`` is ``EnrichmentIndex.build(reference)``, built once by the caller.
     Deduplication sees every event of every path at once (and ``history``); the
-    steps after it run per slice of ``batch_rows`` events.
+    steps after it run per slice of ``batch_rows`` events. ``known_results`` maps a
+    suite whose inputs did not change (``reference`` in follow mode) to its results,
+    staged instead of running it again.
     """
+    known_results = known_results or {}
     counts = []
     events: list[pa.Table] = []
     quarantine: list[pa.Table] = []
@@ -103,7 +107,9 @@ def stage_locally(
             **{name: [reference[name]] for name in INPUTS["reference"]},
         }
         staged["dq_results"] = [
-            run_stage_check(
+            known_results[check.suite]
+            if check.suite in known_results
+            else run_stage_check(
                 check.stage,
                 check.suite,
                 {name: batches[name] for name in INPUTS[check.suite]},
