@@ -72,8 +72,14 @@ class Layout:
         return self.published / name
 
 
-def _quote(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def _glob(folder: Path, pattern: str) -> str:
+    """A quoted DuckDB glob of ``pattern`` inside ``folder``, whose own name is taken literally.
+
+    ``*``, ``?`` and ``[`` in the folder's path (``--db 'out/[prod]/revenue.duckdb'``)
+    are put in a character class: unescaped, they would match nothing, or other folders.
+    """
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in str(folder))
+    return "'" + f"{escaped}/{pattern}".replace("'", "''") + "'"
 
 
 def _live_parts_sql(layout: Layout, relation: PublishedRelation) -> str:
@@ -87,7 +93,7 @@ def _live_parts_sql(layout: Layout, relation: PublishedRelation) -> str:
         )
     return f"""WITH committed AS MATERIALIZED (
     SELECT coalesce(max(CAST(regexp_extract(file, '{COMMIT_PATTERN}', 1) AS BIGINT)), 0) AS v
-    FROM glob({_quote(layout.commits / "v*.json")})),
+    FROM glob({_glob(layout.commits, "v*.json")})),
 files AS MATERIALIZED (
     SELECT file, lo, hi FROM (
         SELECT file,
@@ -99,7 +105,7 @@ live AS MATERIALIZED ({live})"""
 
 
 def _parts_glob(layout: Layout, relation: PublishedRelation) -> str:
-    return _quote(layout.relation_dir(relation.name) / "p*.parquet")
+    return _glob(layout.relation_dir(relation.name), "p*.parquet")
 
 
 def relation_view_sql(layout: Layout, relation: PublishedRelation) -> str:

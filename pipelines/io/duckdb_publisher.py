@@ -131,7 +131,8 @@ def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) 
 
 
 def _parquet(files: list[str]) -> str:
-    return "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+    quoted = ("'" + f.replace("'", "''") + "'" for f in files)
+    return "read_parquet([" + ", ".join(quoted) + "])"
 
 
 class DuckDBPublisher:
@@ -366,7 +367,8 @@ class DuckDBPublisher:
         try:
             return con.sql(
                 "SELECT stage, suite, expectation, severity, success, observed, examples "
-                f"FROM dq_results WHERE run_id = '{run_id}'"
+                "FROM dq_results WHERE run_id = ?",
+                params=[run_id],
             ).to_arrow_table()
         finally:
             con.close()
