@@ -94,10 +94,20 @@ def ready_files(landing: Path) -> list[Path]:
     )
 
 
-def _reference_signature(folder: Path) -> tuple:
-    return tuple(
-        sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir())
-    )
+def _reference_signature(folder: Path) -> tuple | None:
+    """(name, mtime, size) of each entry of the reference folder; None if it cannot be listed."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return None
+    signature = []
+    for p in entries:
+        try:
+            stat = p.stat()
+        except OSError:  # gone since listed (a rename), or a dangling link (an editor's lock)
+            continue
+        signature.append((p.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(signature))
 
 
 class Follower:
@@ -164,7 +174,7 @@ class Follower:
     # -- one poll ----------------------------------------------------------
     def refresh_reference(self) -> None:
         signature = _reference_signature(self.s.reference)
-        if signature == self._reference_signature:
+        if self.reference is not None and signature == self._reference_signature:
             return
         try:
             reference = load_reference(self.s.reference)
@@ -217,11 +227,12 @@ class Follower:
         ledger = self._ledger(landed)
         fresh = []
         for file in landed:
-            status = ledger.get((file.path.name, file.sha256))
-            if status is None:
+            decided = ledger.get((file.path.name, file.sha256))
+            if decided is None:
                 fresh.append(file)
-            else:  # applied before a crash, not yet moved
-                self._move(file, APPLIED if status == APPLIED else QUARANTINED)
+            else:  # decided before a crash, not yet moved (or the same file landed again)
+                status, reason = decided
+                self._move(file, APPLIED if status == APPLIED else QUARANTINED, reason)
         if fresh:
             self._apply(fresh, outcome)
         outcome.seconds = time.perf_counter() - started
@@ -300,7 +311,8 @@ class Follower:
         outcome.quarantined[file.path.name] = reason
 
     # -- ledger and files --------------------------------------------------
-    def _ledger(self, files: list[LandingFile]) -> dict[tuple[str, str], str]:
+    def _ledger(self, files: list[LandingFile]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """(status, reason) of the files already in the ledger, by (name, sha256)."""
         if not self.publication.store.exists():
             return {}
         con = connect(self.publication.store, read_only=True)
@@ -313,12 +325,12 @@ class Follower:
                 {"file_name": [f.path.name for f in files], "sha256": [f.sha256 for f in files]}
             )
             rows = con.execute(
-                "SELECT l.file_name, l.sha256, l.status FROM landing_files l "
+                "SELECT l.file_name, l.sha256, l.status, l.reason FROM landing_files l "
                 "SEMI JOIN wanted w ON l.file_name = w.file_name AND l.sha256 = w.sha256"
             ).fetchall()
         finally:
             con.close()
-        return {(name, sha): status for name, sha, status in rows}
+        return {(name, sha): (status, reason) for name, sha, status, reason in rows}
 
     def _move(self, file: LandingFile, status: str, reason: str | None = None) -> None:
         folder = self.applied_dir if status == APPLIED else self.quarantine_dir
