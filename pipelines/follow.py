@@ -242,6 +242,8 @@ class Follower:
         try:
             summary = self._run(files)
         except UserError as error:
+            if not _about_files(error, files):
+                raise  # e.g. another writer holds the store: not the file's fault
             if len(files) == 1:
                 self._quarantine_unreadable(files[0], str(error), outcome)
                 return
@@ -343,6 +345,12 @@ class Follower:
             os.replace(file.path, target)
         except FileNotFoundError:  # moved by an earlier attempt
             pass
+
+
+def _about_files(error: UserError, files: list[LandingFile]) -> bool:
+    """Whether the error names one of the files (``where`` is ``path`` or ``path:line``)."""
+    where = error.where or ""
+    return any(where == str(f.path) or where.startswith(f"{f.path}:") for f in files)
 
 
 def _record_file(
