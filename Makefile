@@ -16,7 +16,8 @@ CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-firs
 	--window-size=1240,1754
 PYTEST_ARGS ?=
 
-.PHONY: help install run sample test test-fast lint format bench report-screenshots clean
+.PHONY: help install run sample test test-fast lint format bench bench-follow follow-demo \
+	report-screenshots clean
 
 help:
 	@echo "make run        create .venv, install, generate sample data, run the pipeline into $(DB)"
@@ -25,6 +26,8 @@ help:
 	@echo "make lint       ruff"
 	@echo "make report-screenshots  render two manager reports with headless Chromium"
 	@echo "make bench      pipeline vs DuckDB SQL reference at 1M/5M events (see bench/README.md)"
+	@echo "make bench-follow  revattr follow at 5,000 ev/s: landing-to-visible latency (~3 min)"
+	@echo "make follow-demo   30 s demo: files land, a read-only reader sees the totals grow"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +63,15 @@ format: $(STAMP)
 # Generates (once, cached in bench/data/) and measures; appends to bench/results.csv.
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+
+# Follow mode at a steady offered rate; data cached in bench/data/follow/, a row appended
+# to bench/follow_results.csv. BENCH_FOLLOW_SECONDS, _RATE, _CHECKS (on,off) override.
+bench-follow: $(STAMP)
+	$(BIN)/python -m pipelines.bench_follow
+
+# Producer, revattr follow and a read-only reader, in out/follow-demo/.
+follow-demo: $(STAMP)
+	$(BIN)/python -m pipelines.follow_demo
 
 # Renders one territory-manager and one account-manager report with headless Chromium.
 report-screenshots: $(STAMP)
