@@ -155,16 +155,22 @@ class DuckDBPublisher:
         run: RunInfo,
         reference: dict[str, pa.Table] | None,
         record: Callable[[duckdb.DuckDBPyConnection, RunSummary], None] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> RunSummary:
         """Apply the run's staged outputs atomically and return its summary.
 
         ``record(con, summary)`` runs inside the transaction that records the run
         (whatever its status), e.g. to assign its version or mark its input applied.
+        ``con``: an open read-write connection to the database to use (left open).
         """
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = connect(self.db_path)
+        own = con is None
+        if own:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            con = connect(self.db_path)
+        began = committed = False
         try:
             _exec(con, "BEGIN TRANSACTION")
+            began = True
             self.ensure_schema(con)
             summary = self._count(con, staging, run)
             self._replace_reference(con, reference)
@@ -181,9 +187,13 @@ class DuckDBPublisher:
             if record is not None:
                 record(con, summary)
             _exec(con, "COMMIT")
+            committed = True
             return summary
         finally:
-            con.close()  # an uncommitted transaction is rolled back here
+            if own:
+                con.close()  # an uncommitted transaction is rolled back here
+            elif began and not committed:  # the caller keeps the connection: undo here
+                _exec(con, "ROLLBACK")
 
     # -- steps -------------------------------------------------------------
     def _count(

@@ -113,6 +113,8 @@ class Publication:
         self.grace_seconds = grace_seconds
         # Seconds spent by the last publish: applying to the store, exporting to readers.
         self.timings: dict[str, float] = {}
+        self._prepared = False  # prepare() and the crash catch-up ran in this process
+        self._reference_hash: str | None = None  # of the store's reference, once read
 
     @property
     def store(self) -> Path:
@@ -155,9 +157,16 @@ class Publication:
         reference: dict[str, pa.Table],
         record: Recorder | None = None,
     ) -> RunSummary:
-        """Apply the run to the store (with ``record`` in its transaction), then export it."""
-        self.prepare()
-        self.export_pending()  # a version a crash left unexported goes first
+        """Apply the run to the store (with ``record`` in its transaction), then export it.
+
+        One store connection serves the whole publication; the first publication of
+        this object also prepares the layout and exports what a crash left behind.
+        """
+        if not self._prepared:
+            self.prepare()
+            self.export_pending()  # a version a crash left unexported goes first
+            self._reference_hash = self._stored_reference_hash()
+            self._prepared = True
         digest = reference_hash(reference)
 
         def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
@@ -172,12 +181,21 @@ class Publication:
 
         publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
         started = time.perf_counter()
-        unchanged = digest == self._stored_reference_hash()
-        summary = publisher.publish(
-            staging, run, None if unchanged else reference, record=record_version
-        )
-        applied = time.perf_counter()
-        self.export_pending()
+        unchanged = digest == self._reference_hash
+        con = connect(self.layout.store)
+        try:
+            summary = publisher.publish(
+                staging, run, None if unchanged else reference, record=record_version, con=con
+            )
+            if summary.status == "succeeded":
+                self._reference_hash = digest
+            applied = time.perf_counter()
+            exported = self._export_pending(con)
+        finally:
+            con.close()
+        if exported:
+            self.compact()
+            self.collect_garbage()
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
 
@@ -211,25 +229,29 @@ class Publication:
         """Export every version recorded in the store but not yet committed on disk."""
         if not self.layout.store.exists():
             return []
-        committed = self.committed_version()
         con = connect(self.layout.store)
         try:
-            tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
-            if "publications" not in tables:
-                return []
-            pending = _fetch(
-                con,
-                "SELECT version, run_id, reference_hash FROM publications "
-                "WHERE version > ? ORDER BY version",
-                [committed],
-            )
-            for version, run_id, digest in pending:
-                self._export_version(con, version, run_id, digest)
+            exported = self._export_pending(con)
         finally:
             con.close()
-        if pending:
+        if exported:
             self.compact()
             self.collect_garbage()
+        return exported
+
+    def _export_pending(self, con: duckdb.DuckDBPyConnection) -> list[int]:
+        committed = self.committed_version()
+        tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
+        if "publications" not in tables:
+            return []
+        pending = _fetch(
+            con,
+            "SELECT version, run_id, reference_hash FROM publications "
+            "WHERE version > ? ORDER BY version",
+            [committed],
+        )
+        for version, run_id, digest in pending:
+            self._export_version(con, version, run_id, digest)
         return [p[0] for p in pending]
 
     def _export_version(
