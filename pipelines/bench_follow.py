@@ -226,8 +226,10 @@ def _follower(argv: list[str]) -> int:
     local_run.run_stage_check = timed("checks", local_run.run_stage_check)
     PublishedEvents.lookup = timed("history", PublishedEvents.lookup)
     Publication.publish = timed("publish", Publication.publish)
-    Publication.export_pending = timed("export", Publication.export_pending)
-    Publication.compact = timed("compact", Publication.compact)
+    # Export = the version's Parquet parts and marker, then compaction and clean-up.
+    Publication._export_pending = timed("export", Publication._export_pending)
+    Publication.compact = timed("export", Publication.compact)
+    Publication.collect_garbage = timed("export", Publication.collect_garbage)
     metrics = open(args.metrics, "a", encoding="utf-8")  # noqa: SIM115 (closed at exit)
     original_poll, original_start = follow.Follower.poll, follow.Follower.start
 
