@@ -26,7 +26,8 @@ help:
 	@echo "make lint       ruff"
 	@echo "make report-screenshots  render two manager reports with headless Chromium"
 	@echo "make bench      pipeline vs DuckDB SQL reference at 1M/5M events (see bench/README.md)"
-	@echo "make bench-follow  revattr follow at 5,000 ev/s: landing-to-visible latency (~3 min)"
+	@echo "make bench-follow  revattr follow at 5,000 ev/s: landing-to-visible latency, and"
+	@echo "                   publication cost against history size (~5 min)"
 	@echo "make follow-demo   30 s demo: files land, a read-only reader sees the totals grow"
 
 $(STAMP): pyproject.toml
@@ -68,6 +69,7 @@ bench: $(STAMP)
 # to bench/follow_results.csv. BENCH_FOLLOW_SECONDS, _RATE, _CHECKS (on,off) override.
 bench-follow: $(STAMP)
 	$(BIN)/python -m pipelines.bench_follow
+	$(BIN)/python -m pipelines.bench_publication
 
 # Producer, revattr follow and a read-only reader, in out/follow-demo/.
 follow-demo: $(STAMP)
