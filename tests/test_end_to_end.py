@@ -192,3 +192,30 @@ def test_rollup_at_the_root_plus_unassigned_equals_all_revenue_every_day(publish
         ).fetchall()
     assert days > 0 and mismatched == 0
     assert not_additive == [(0,)]
+
+
+def test_a_bi_connection_held_open_during_runs_neither_blocks_them_nor_misses_them(
+    dataset, tmp_path
+):
+    """A read-only connection opened before the first run (Metabase keeps one for hours)
+    stays open while two runs publish: no lock error either way, and it sees each run."""
+    db = tmp_path / "revenue.duckdb"
+    first_file = sorted((dataset / "events").glob("*.jsonl"))[0]
+    first = run_pipeline(dataset, db, events=f"events/{first_file.name}")
+    bi = duckdb.connect(str(db), read_only=True)
+    try:
+        def facts() -> int:
+            return bi.execute("SELECT count(*) FROM attributed_events").fetchall()[0][0]
+
+        assert facts() == first.accepted
+        second = run_pipeline(dataset, db)  # all files: the first one's are duplicates
+        assert second.status == "succeeded" and second.accepted > 0
+        assert facts() == first.accepted + second.accepted
+        unbalanced = bi.execute(
+            "SELECT count(*) FROM reconciliation WHERE NOT balanced").fetchall()
+        assert unbalanced == [(0,)]
+        other = duckdb.connect(str(db), read_only=True)  # a second reader meanwhile
+        assert other.execute("SELECT count(*) FROM attributed_events").fetchall() == [(facts(),)]
+        other.close()
+    finally:
+        bi.close()
