@@ -271,13 +271,17 @@ def ensure_dataset(data_dir: Path, size: int, event_format: str, quick: bool = F
     """``<data_dir>/<format>-<size>/``: reused when its manifest matches, else generated
     (into a temporary directory renamed at the end, so an interrupted run leaves nothing
     that looks complete)."""
+    args = dataset_args(size, event_format, quick)
+    return ensure_generated(data_dir / f"{event_format}-{size}", args, say)
+
+
+def ensure_generated(path: Path, args: dict, say: Say = print) -> Path:
+    """``generate_dataset(path, **args)`` unless ``path`` already holds that data set."""
     from pipelines.generate import generate_dataset
 
-    args = dataset_args(size, event_format, quick)
-    path = data_dir / f"{event_format}-{size}"
     if _dataset_ok(path, args):
         return path
-    say(f"generating {path} ({size:,} {event_format} events) ...")
+    say(f"generating {path} ({args['events']:,} {args.get('event_format', 'jsonl')} events) ...")
     started = time.perf_counter()
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -134,24 +134,10 @@ def dataset_label(quick: bool) -> str:
 def ensure_follow_dataset(data_dir: Path, events: int, quick: bool, say: Say) -> Path:
     """``<data_dir>/jsonl-<n>/`` with at least ``events`` events (n rounded up to a
     multiple of DATA_BLOCK, so a few sizes serve every setting), generated once."""
-    from pipelines.bench import _dataset_ok
+    from pipelines.bench import ensure_generated
 
     size = -(-events // DATA_BLOCK) * DATA_BLOCK
-    args = dataset_args(size, quick)
-    path = data_dir / f"jsonl-{size}"
-    if _dataset_ok(path, args):
-        return path
-    from pipelines.generate import generate_dataset
-
-    say(f"generating {path} ({size:,} events) ...")
-    started = time.perf_counter()
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(path, ignore_errors=True)
-    generate_dataset(tmp, **args)
-    tmp.rename(path)
-    say(f"  generated in {time.perf_counter() - started:.1f}s")
-    return path
+    return ensure_generated(data_dir / f"jsonl-{size}", dataset_args(size, quick), say)
 
 
 def load_chunks(dataset: Path, settings: Settings) -> list[bytes]:

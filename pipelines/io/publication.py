@@ -193,9 +193,7 @@ class Publication:
             exported = self._export_pending(con)
         finally:
             con.close()
-        if exported:
-            self.compact()
-            self.collect_garbage()
+        self._maintain(exported)
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
 
@@ -234,10 +232,14 @@ class Publication:
             exported = self._export_pending(con)
         finally:
             con.close()
+        self._maintain(exported)
+        return exported
+
+    def _maintain(self, exported: list[int]) -> None:
+        """After new versions: merge small parts, delete what was replaced long enough ago."""
         if exported:
             self.compact()
             self.collect_garbage()
-        return exported
 
     def _export_pending(self, con: duckdb.DuckDBPyConnection) -> list[int]:
         committed = self.committed_version()
