@@ -48,7 +48,8 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, connect
+from pipelines.io.duckdb_publisher import DuckDBPublisher
+from pipelines.io.duckdb_publisher import connect as _connect
 from schemas.events import EVENT_FIELDS, PAYLOAD_FIELDS
 from schemas.outputs import (
     ATTRIBUTED_EVENTS_SCHEMA,
@@ -93,6 +94,22 @@ _PANE_COLUMNS = (
 )
 
 KINDS = ("reference", "inputs", "facts", "duplicates", "quarantine", "pane", "closed")
+
+
+def connect(db_path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the sink's database read-write; a catalog of ``revattr run``/``follow`` is refused.
+
+    The stream sink writes its tables into the file itself; a catalog holds only
+    views over published Parquet parts (``pipelines/io/catalog.py``).
+    """
+    if Path(f"{db_path}.d").is_dir():
+        raise UserError(
+            "this database is a catalog written by `revattr run` or `revattr follow`; "
+            "the stream sink writes tables into its own file",
+            where=str(db_path),
+            hint="give `revattr stream` / `revattr repair` another --db",
+        )
+    return _connect(db_path)
 
 
 def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:

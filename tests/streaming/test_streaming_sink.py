@@ -176,3 +176,14 @@ def test_view_schemas_are_the_panes_shape():
     assert set(VIEW_SCHEMAS) == {"territory_revenue", "account_manager_revenue"}
     assert pane("1.00", 0).table.schema == VIEW_SCHEMAS["territory_revenue"]
 
+
+
+def test_the_sink_refuses_a_catalog_written_by_run_or_follow(tmp_path):
+    from pipelines.errors import UserError
+    from pipelines.io.publication import Publication
+    from pipelines.io.streaming_sink import repair_days
+
+    db = tmp_path / "revenue.duckdb"
+    Publication(db).prepare()  # what `revattr run` leaves: views over Parquet parts
+    with pytest.raises(UserError, match="catalog written by `revattr run`"):
+        repair_days(db)
