@@ -32,7 +32,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,7 +127,6 @@ class Follower:
         self.reference_results: pa.Table | None = None  # its checks, run once per snapshot
         self._reference_signature: tuple | None = None
         self._stop = False
-        self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revattr-checks")
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -272,9 +270,8 @@ class Follower:
         now = dt.datetime.now(dt.UTC)
         run = RunInfo(f"follow-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}", "follow", now)
         staging = self.staging_root / run.run_id
-        checking: Future | None = None
         try:
-            run_checks = stage_locally(
+            stage_locally(
                 [str(f.path) for f in files],
                 self.reference,
                 self.index,
@@ -288,12 +285,7 @@ class Follower:
                     if self.reference_results is not None
                     else None
                 ),
-                defer_checks=True,
             )
-            # The suites (Python, GIL-bound) run while the store applies the facts
-            # (DuckDB, GIL released); the publisher waits for them before deciding.
-            if run_checks is not None:
-                checking = self._checker.submit(run_checks)
 
             def record(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
                 status = APPLIED if summary.status == "succeeded" else None
@@ -303,16 +295,8 @@ class Follower:
                 for file in files:
                     _record_file(con, file, run.run_id, status or QUARANTINED, reason)
 
-            return self.publication.publish(
-                staging,
-                run,
-                self.reference,
-                record=record,
-                staged_checks=checking.result if checking is not None else None,
-            )
+            return self.publication.publish(staging, run, self.reference, record=record)
         finally:
-            if checking is not None:
-                wait([checking])  # it writes into the staging folder removed below
             shutil.rmtree(staging, ignore_errors=True)
 
     def _quarantine_unreadable(self, file: LandingFile, reason: str, outcome: BatchOutcome) -> None:

@@ -8,7 +8,7 @@ Only the split of rows into part files differs (one part per output here).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,8 +46,7 @@ def stage_locally(
     checks: bool = True,
     batch_rows: int = 65536,
     known_results: Mapping[str, pa.Table] | None = None,
-    defer_checks: bool = False,
-) -> Callable[[], None] | None:
+) -> None:
     """Run the batch pipeline on ``paths`` in this process and stage its outputs under
     ``staging`` exactly as ``build_graph`` does (for ``DuckDBPublisher.publish``).
 
@@ -55,9 +54,7 @@ def stage_locally(
     Deduplication sees every event of every path at once (and ``history``); the
     steps after it run per slice of ``batch_rows`` events. ``known_results`` maps a
     suite whose inputs did not change (``reference`` in follow mode) to its results,
-    staged instead of running it again. With ``defer_checks`` the outputs are staged
-    without their check results and a function staging them is returned, for the
-    caller to run while the publisher applies the rest (it must wait for it).
+    staged instead of running it again.
     """
     known_results = known_results or {}
     counts = []
@@ -102,19 +99,14 @@ def stage_locally(
         "quarantine": quarantine,
         **{view: [table] for view, table in views.items()},
     }
-    for name, tables in staged.items():
-        _stage(staging, name, tables)
-    if not checks:
-        return None
-    batches = {
-        "events": events,
-        "attributed_events": attributed,
-        **{view: [table] for view, table in views.items()},
-        **{name: [reference[name]] for name in INPUTS["reference"]},
-    }
-
-    def run_checks() -> None:
-        _stage(staging, "dq_results", [
+    if checks:
+        batches = {
+            "events": events,
+            "attributed_events": attributed,
+            **{view: [table] for view, table in views.items()},
+            **{name: [reference[name]] for name in INPUTS["reference"]},
+        }
+        staged["dq_results"] = [
             known_results[check.suite]
             if check.suite in known_results
             else run_stage_check(
@@ -124,29 +116,19 @@ def stage_locally(
                 check.sample_rows_per_batch,
             )
             for check in STAGE_CHECKS
-        ])
-
-    if defer_checks:
-        return run_checks
-    run_checks()
-    return None
-
-
-_STAGED_SCHEMAS = {
-    "attributed_events": ATTRIBUTED_EVENTS_SCHEMA,
-    "quarantine": REJECT_SCHEMA,
-    "dq_results": CHECK_RESULT_SCHEMA,
-}
-
-
-def _stage(staging: str | Path, name: str, tables: list[pa.Table]) -> None:
-    """One part of a staged output, cast as ``StageOutput`` does; nothing when empty."""
-    schema = _STAGED_SCHEMAS.get(name)
-    if schema is not None:
-        tables = [t.select(schema.names).cast(schema) for t in tables]
-    tables = [t for t in tables if t.num_rows]
-    if tables:
-        write_part(staging, name, pa.concat_tables(tables))
+        ]
+    schemas = {
+        "attributed_events": ATTRIBUTED_EVENTS_SCHEMA,
+        "quarantine": REJECT_SCHEMA,
+        "dq_results": CHECK_RESULT_SCHEMA,
+    }
+    for name, tables in staged.items():
+        schema = schemas.get(name)
+        if schema is not None:  # as StageOutput does
+            tables = [t.select(schema.names).cast(schema) for t in tables]
+        tables = [t for t in tables if t.num_rows]
+        if tables:
+            write_part(staging, name, pa.concat_tables(tables))
 
 
 def _non_empty(table: pa.Table) -> list[pa.Table]:

@@ -156,15 +156,12 @@ class DuckDBPublisher:
         reference: dict[str, pa.Table] | None,
         record: Callable[[duckdb.DuckDBPyConnection, RunSummary], None] | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
-        staged_checks: Callable[[], None] | None = None,
     ) -> RunSummary:
         """Apply the run's staged outputs atomically and return its summary.
 
         ``record(con, summary)`` runs inside the transaction that records the run
         (whatever its status), e.g. to assign its version or mark its input applied.
         ``con``: an open read-write connection to the database to use (left open).
-        ``staged_checks``: waits until the run's check results are staged (they may
-        still be computed while the facts are applied); called before they are read.
         """
         own = con is None
         if own:
@@ -180,8 +177,6 @@ class DuckDBPublisher:
             touched_days = self._apply(con, staging, run)
             summary.unbalanced_days = self._unbalanced_days(con, touched_days)
             summary.booked_revenue = self._booked_revenue(con, staging)
-            if staged_checks is not None:
-                staged_checks()
             summary.quality = self._staged_quality(con, staging)
             self._check(summary)
             if summary.status != "succeeded":

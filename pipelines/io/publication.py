@@ -156,7 +156,6 @@ class Publication:
         run: RunInfo,
         reference: dict[str, pa.Table],
         record: Recorder | None = None,
-        staged_checks: Callable[[], None] | None = None,
     ) -> RunSummary:
         """Apply the run to the store (with ``record`` in its transaction), then export it.
 
@@ -186,12 +185,7 @@ class Publication:
         con = connect(self.layout.store)
         try:
             summary = publisher.publish(
-                staging,
-                run,
-                None if unchanged else reference,
-                record=record_version,
-                con=con,
-                staged_checks=staged_checks,
+                staging, run, None if unchanged else reference, record=record_version, con=con
             )
             if summary.status == "succeeded":
                 self._reference_hash = digest
