@@ -56,6 +56,7 @@ from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, P
 FANOUT = 8
 GRACE_SECONDS = 120.0
 KEEP_COMMIT_MARKERS = 16
+STORE_MEMORY_LIMIT = "512MB"
 
 Recorder = Callable[[duckdb.DuckDBPyConnection, RunSummary], None]
 
@@ -182,7 +183,7 @@ class Publication:
         publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
         started = time.perf_counter()
         unchanged = digest == self._reference_hash
-        con = connect(self.layout.store)
+        con = self._store_connection()
         try:
             summary = publisher.publish(
                 staging, run, None if unchanged else reference, record=record_version, con=con
@@ -196,6 +197,14 @@ class Publication:
         self._maintain(exported)
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
+
+    def _store_connection(self) -> duckdb.DuckDBPyConnection:
+        """The store, read-write, with memory bounded: publication runs after the pipeline
+        (whose memory is still held), so DuckDB spills to disk rather than add its own."""
+        con = connect(self.layout.store)
+        _fetch(con, f"SET memory_limit = '{STORE_MEMORY_LIMIT}'")
+        _fetch(con, "SET preserve_insertion_order = false")
+        return con
 
     def _stored_reference_hash(self) -> str | None:
         """The hash of the reference snapshot the store holds (of its last succeeded run)."""
@@ -227,7 +236,7 @@ class Publication:
         """Export every version recorded in the store but not yet committed on disk."""
         if not self.layout.store.exists():
             return []
-        con = connect(self.layout.store)
+        con = self._store_connection()
         try:
             exported = self._export_pending(con)
         finally:
