@@ -50,7 +50,7 @@ class GraphSettings:
     run_id: str
     reporting_currency: str = "USD"
     batch_rows: int = 65536
-    shards: int = 8
+    shards: int = 16
     history: History | None = None
     checks: bool = True
 
@@ -70,7 +70,7 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
     read = p | "ReadEvents" >> ReadEvents(s.paths, s.batch_rows)
     parsed = read.records | "ParseEvents" >> ParseEvents()
     spill = str(Path(s.staging) / "_shuffle")
-    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards, spill)
+    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards, spill, s.batch_rows)
     converted = deduped.unique | "ConvertCurrency" >> ConvertCurrency(
         reference_side, s.reporting_currency
     )

@@ -23,7 +23,7 @@ class AttributionOptions(PipelineOptions):
                             help="First month (1-12) of the fiscal year, for the quarterly views.")
         parser.add_argument("--batch_rows", type=int, default=65536,
                             help="Rows per Arrow batch on the hot path.")
-        parser.add_argument("--shards", type=int, default=8,
+        parser.add_argument("--shards", type=int, default=16,
                             help="Deduplication shards (parallelism of the event_id shuffle).")
         parser.add_argument("--staging_dir", default=None,
                             help="Where the run stages its outputs (default: next to --db).")

@@ -56,7 +56,7 @@ from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, P
 FANOUT = 8
 GRACE_SECONDS = 120.0
 KEEP_COMMIT_MARKERS = 16
-STORE_MEMORY_LIMIT = "512MB"
+STORE_MEMORY_LIMIT = "256MB"
 
 Recorder = Callable[[duckdb.DuckDBPyConnection, RunSummary], None]
 

@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.io.staging import write_part
 from pipelines.rules.dedupe import deduplicate, shard_of
-from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
+from pipelines.transforms._tables import QUARANTINE, tagged
 
 DUPLICATES = "duplicates"
 
@@ -48,8 +48,9 @@ def _read_spilled(element: tuple[int, Iterable[str]]) -> tuple[int, list[pa.Tabl
 class _DeduplicateShard(beam.DoFn):
     """(shard, [event tables]) -> unique events; duplicates and conflicts tagged."""
 
-    def __init__(self, history: History | None) -> None:
+    def __init__(self, history: History | None, batch_rows: int = 65536) -> None:
         self.history = history
+        self.batch_rows = batch_rows
         self.duplicates = Metrics.counter(self.__class__, "duplicates")
         self.conflicts = Metrics.counter(self.__class__, "conflicting_duplicates")
 
@@ -62,7 +63,10 @@ class _DeduplicateShard(beam.DoFn):
         result = deduplicate(events, published)
         self.duplicates.inc(result.duplicates.num_rows)
         self.conflicts.inc(result.conflicts.num_rows)
-        yield from non_empty(result.unique)
+        # In batch-sized slices: the fused steps downstream then hold one slice's
+        # intermediate tables at a time, not copies of the whole shard.
+        for start in range(0, result.unique.num_rows, self.batch_rows):
+            yield result.unique.slice(start, self.batch_rows)
         yield from tagged(DUPLICATES, result.duplicates)
         yield from tagged(QUARANTINE, result.conflicts)
 
@@ -78,11 +82,12 @@ class Deduplicate(beam.PTransform):
     """
 
     def __init__(self, history: History | None = None, shards: int = 8,
-                 spill_dir: str | None = None) -> None:
+                 spill_dir: str | None = None, batch_rows: int = 65536) -> None:
         super().__init__()
         self.history = history
         self.shards = shards
         self.spill_dir = spill_dir
+        self.batch_rows = batch_rows
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if self.spill_dir is None:
@@ -99,5 +104,5 @@ class Deduplicate(beam.PTransform):
                 | "ReadShard" >> beam.Map(_read_spilled)
             )
         return gathered | "DropRepeats" >> beam.ParDo(
-            _DeduplicateShard(self.history)
+            _DeduplicateShard(self.history, self.batch_rows)
         ).with_outputs(DUPLICATES, QUARANTINE, main="unique")
