@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
@@ -136,6 +136,9 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     """Run the batch pipeline and publish its outputs; returns the run summary."""
     say = progress or (lambda _message: None)
     options = PipelineOptions(argv)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:  # not the DirectRunner: it tries to download Prism first
+        standard.runner = "FnApiRunner"
     opts = options.view_as(AttributionOptions)
     started = dt.datetime.now(dt.UTC)
     run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)

@@ -127,7 +127,13 @@ def run_batch(
             help="Where to write the data-quality page (default: quality.html next to --db)."
         ),
     ] = None,
-    runner: Annotated[str, typer.Option(help="Beam runner.")] = "DirectRunner",
+    runner: Annotated[
+        str,
+        typer.Option(
+            help="Beam runner. FnApiRunner is the DirectRunner's batch engine, used "
+            "directly: the DirectRunner first tries to download and start Prism."
+        ),
+    ] = "FnApiRunner",
     beam_args: Annotated[
         list[str] | None,
         typer.Argument(help="Extra Beam pipeline options after --, e.g. -- --direct_num_workers=2"),
