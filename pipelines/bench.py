@@ -852,27 +852,25 @@ def _report(say: Say, cell: Cell, i: int, kind: str, label: str | None,
         say(f"{what}: FAILED\n  {result.error}")
 
 
-def append_results(path: Path, records: list[dict[str, str]]) -> None:
-    """Append rows to the CSV; an old header (other columns) is rewritten to CSV_COLUMNS."""
+def append_results(path: Path, records: list[dict[str, str]],
+                   columns: Sequence[str] | None = None) -> None:
+    """Append rows to a results CSV (header ``columns``, default CSV_COLUMNS); a file with
+    another header is rewritten with ``columns``, its rows kept."""
+    columns = tuple(columns or CSV_COLUMNS)
     if not records:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    old: list[dict[str, str]] = []
+    old: list[dict[str, str]] | None = []
     if path.is_file() and path.stat().st_size:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-                old = list(reader)
-            else:
-                old = None  # header matches: plain append
-    if old is None:
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore").writerows(records)
-        return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", restval="")
-        writer.writeheader()
-        writer.writerows(old + records)
+            old = None if tuple(reader.fieldnames or ()) == columns else list(reader)
+    with open(path, "a" if old is None else "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore", restval="")
+        if old is not None:
+            writer.writeheader()
+            writer.writerows(old)
+        writer.writerows(records)
 
 
 # ----------------------------------------------------------------------------- targets

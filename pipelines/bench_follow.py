@@ -39,7 +39,6 @@ files of ``rate x interval`` lines in stream order.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -696,22 +695,10 @@ def machine_info(quick: bool) -> dict[str, str]:
 
 
 def append_results(path: Path, records: list[dict[str, str]]) -> None:
-    """Append rows; a file with another header is rewritten with CSV_COLUMNS (rows kept)."""
-    if not records:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old: list[dict[str, str]] | None = []
-    if path.is_file() and path.stat().st_size:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            old = None if tuple(reader.fieldnames or ()) == CSV_COLUMNS else list(reader)
-    mode = "a" if old is None else "w"
-    with open(path, mode, newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", restval="")
-        if old is not None:
-            writer.writeheader()
-            writer.writerows(old)
-        writer.writerows(records)
+    """Append rows with CSV_COLUMNS (see ``pipelines.bench.append_results``)."""
+    from pipelines.bench import append_results as append
+
+    append(path, records, CSV_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- table

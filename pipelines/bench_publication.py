@@ -15,7 +15,6 @@ Results are printed and appended to ``bench/publication_results.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import statistics
 import tempfile
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.bench import REPO_ROOT, ensure_dataset, git_commit, machine_info
+from pipelines.bench import REPO_ROOT, append_results, ensure_dataset, machine_info
 from pipelines.io.duckdb_publisher import PublishedEvents, RunInfo
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
@@ -101,17 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="revattr-pubbench-") as tmp:
         rows = run(history, args.probes, Path(tmp))
     info = machine_info()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new = not RESULTS.exists()
-    with RESULTS.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[
-            "timestamp", "commit", "host", "cpus", *rows[0].keys()])
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                             "commit": git_commit(), "host": info.get("host", ""),
-                             "cpus": info.get("cpus", ""), **row})
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    records = [{"timestamp": stamp, "commit": info["git_commit"], "host": info["host"],
+                "cpus": info["cpus"], **{k: str(v) for k, v in row.items()}} for row in rows]
+    append_results(RESULTS, records, list(records[0]))
     return 0
 
 
