@@ -115,7 +115,6 @@ class Publication:
         # Seconds spent by the last publish: applying to the store, exporting to readers.
         self.timings: dict[str, float] = {}
         self._prepared = False  # prepare() and the crash catch-up ran in this process
-        self._reference_hash: str | None = None  # of the store's reference, once read
 
     @property
     def store(self) -> Path:
@@ -166,7 +165,6 @@ class Publication:
         if not self._prepared:
             self.prepare()
             self.export_pending()  # a version a crash left unexported goes first
-            self._reference_hash = self._stored_reference_hash()
             self._prepared = True
         digest = reference_hash(reference)
 
@@ -182,14 +180,12 @@ class Publication:
 
         publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
         started = time.perf_counter()
-        unchanged = digest == self._reference_hash
         con = self._store_connection()
         try:
+            unchanged = digest == _stored_reference_hash(con)
             summary = publisher.publish(
                 staging, run, None if unchanged else reference, record=record_version, con=con
             )
-            if summary.status == "succeeded":
-                self._reference_hash = digest
             applied = time.perf_counter()
             exported = self._export_pending(con)
         finally:
@@ -205,24 +201,6 @@ class Publication:
         _fetch(con, f"SET memory_limit = '{STORE_MEMORY_LIMIT}'")
         _fetch(con, "SET preserve_insertion_order = false")
         return con
-
-    def _stored_reference_hash(self) -> str | None:
-        """The hash of the reference snapshot the store holds (of its last succeeded run)."""
-        if not self.layout.store.exists():
-            return None
-        con = connect(self.layout.store, read_only=True)
-        try:
-            tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
-            if "publications" not in tables:
-                return None
-            rows = _fetch(
-                con,
-                "SELECT reference_hash FROM publications WHERE reference_hash IS NOT NULL "
-                "ORDER BY version DESC LIMIT 1",
-            )
-        finally:
-            con.close()
-        return rows[0][0] if rows else None
 
     def committed_version(self) -> int:
         versions = [
@@ -416,6 +394,19 @@ class Publication:
                 marker.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _stored_reference_hash(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The hash of the reference snapshot the store holds (that of its last succeeded run)."""
+    tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
+    if "publications" not in tables:
+        return None
+    rows = _fetch(
+        con,
+        "SELECT reference_hash FROM publications WHERE reference_hash IS NOT NULL "
+        "ORDER BY version DESC LIMIT 1",
+    )
+    return rows[0][0] if rows else None
 
 
 def _tier(rows: int) -> int:
