@@ -39,7 +39,13 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import PublishedEvents, RunInfo, RunSummary, connect
+from pipelines.io.duckdb_publisher import (
+    DuckDBPublisher,
+    PublishedEvents,
+    RunInfo,
+    RunSummary,
+    connect,
+)
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
 from pipelines.local_run import stage_locally
@@ -303,8 +309,6 @@ class Follower:
         self.publication.prepare()
         con = connect(self.publication.store)
         try:
-            from pipelines.io.duckdb_publisher import DuckDBPublisher
-
             DuckDBPublisher(self.publication.store).ensure_schema(con)
             _record_file(con, file, "", QUARANTINED, reason)
         finally:
