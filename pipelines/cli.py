@@ -7,20 +7,27 @@ Heavy imports (Beam, DuckDB) happen inside the verbs, so ``--help`` is instant.
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_common import (
+    EXIT_CHECKS,
+    EXIT_OK,
+    EXIT_USAGE,
+    Progress,
+    balanced_text,
+    console,
+    counts_table,
+    err_console,
+    fail,
+    quiet_libraries,
+)
 from pipelines.errors import UserError
-
-EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="revattr",
@@ -29,52 +36,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def quiet_libraries() -> None:
-    """Keep Beam's and GX's log chatter out of the CLI output."""
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("apache_beam", "great_expectations", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-class _Progress:
-    """A spinner naming the current step, with the elapsed time ticking every second."""
-
-    def __init__(self, first_step: str) -> None:
-        self.step = first_step
-        self.started = time.perf_counter()
-        self._stop = threading.Event()
-
-    def __call__(self, step: str) -> None:
-        self.step = step
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._status.update(f"{self.step} … {time.perf_counter() - self.started:.0f}s")
-
-    def _tick(self) -> None:
-        while not self._stop.wait(1.0):
-            self._refresh()
-
-    def __enter__(self) -> _Progress:
-        self._status = console.status(self.step, spinner="dots")
-        self._status.__enter__()
-        self._thread = threading.Thread(target=self._tick, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._status.__exit__(*exc)
-
-
-def _fail(error: UserError) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -96,7 +57,7 @@ def generate(
     from pipelines.generate import generate_dataset
 
     if event_format not in ("jsonl", "parquet"):
-        _fail(UserError(f"unknown format {event_format!r}", hint="use jsonl or parquet"))
+        fail(UserError(f"unknown format {event_format!r}", hint="use jsonl or parquet"))
     started = time.perf_counter()
     summary = generate_dataset(
         out, events=events, seed=seed, bad_rate=bad_rate, event_format=event_format
@@ -157,10 +118,10 @@ def run_batch(
     ]
     started = time.perf_counter()
     try:
-        with _Progress("Starting") as progress:
+        with Progress("Starting") as progress:
             summary = run(argv, progress=progress)
     except UserError as error:
-        _fail(error)
+        fail(error)
     _print_summary(summary, db, time.perf_counter() - started)
     raise typer.Exit(EXIT_OK if summary.status == "succeeded" else EXIT_CHECKS)
 
@@ -191,7 +152,7 @@ def check(
         with console.status("Running the data-quality suites", spinner="dots"):
             results = check_database(db, str(reference) if reference else None)
     except UserError as error:
-        _fail(error)
+        fail(error)
     rows = sorted(results.to_pylist(), key=lambda r: (r["success"], r["severity"] != "critical"))
     table = Table(title=f"revattr check {db}", title_justify="left")
     for column in ("suite", "expectation", "severity", "result"):
@@ -221,22 +182,9 @@ def check(
 
 
 def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (RunSummary)
-    table = Table(title=f"revattr run {summary.run_id}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("events in", f"{summary.input_records:,}")
-    table.add_row("accepted", f"{summary.accepted:,}")
-    table.add_row("duplicates", f"{summary.duplicates:,}")
-    table.add_row("quarantined", f"{summary.quarantined:,}")
-    for reason, count in sorted(summary.quarantined_by_reason.items()):
-        table.add_row(f"  {reason}", f"{count:,}")
+    table = counts_table(f"revattr run {summary.run_id}", summary, "events in")
     table.add_row("booked revenue (this run)", f"{summary.booked_revenue:,.2f}")
-    table.add_row(
-        "balanced",
-        "yes"
-        if summary.balanced
-        else f"NO: {len(summary.unbalanced_days)} day(s), first {summary.unbalanced_days[0]}",
-    )
+    table.add_row("balanced", balanced_text(summary))
     checks_run = len(summary.checks) + len(summary.quality)
     critical, warnings = summary.critical_failures, summary.warnings
     table.add_row(

@@ -11,15 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from pipelines.cli_common import EXIT_OK, console, fail, quiet_libraries
 from pipelines.errors import UserError
-
-EXIT_OK, EXIT_USAGE = 0, 2
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 
 def follow_command(
@@ -51,8 +46,6 @@ def follow_command(
     ] = 1,
 ) -> None:
     """Follow a landing folder: apply every new file exactly once; readers see it at once."""
-    from pipelines.cli import quiet_libraries
-
     quiet_libraries()
     from pipelines.follow import Follower, FollowSettings
 
@@ -72,28 +65,10 @@ def follow_command(
         console.print(f"{time.strftime('%H:%M:%S')} {escape(message)}")
 
     follower = Follower(settings, say=say)
-    original_poll = follower.poll
-
-    def poll_and_report():  # noqa: ANN202
-        outcome = original_poll()
-        for run in outcome.runs:
-            say(
-                f"{run.status}: {run.input_records:,} records, {run.accepted:,} accepted, "
-                f"{run.duplicates:,} duplicates, {run.quarantined:,} quarantined "
-                f"(run {run.run_id})"
-            )
-        if outcome.applied:
-            say(f"applied {len(outcome.applied)} file(s) in {outcome.seconds:.2f} s")
-        for name, reason in outcome.quarantined.items():
-            say(f"quarantined file {name}: {reason}")
-        return outcome
-
-    follower.poll = poll_and_report
     say(f"following {landing} into {db} (Ctrl-C to stop)")
     try:
         applied = follower.run()
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(error)
     say(f"stopped after applying {applied} file(s)")
     raise typer.Exit(EXIT_OK)

@@ -17,9 +17,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pipelines.cli_common import EXIT_OK, Progress, console, fail
 from pipelines.errors import UserError
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EXIT_INCOMPLETE = 1  # a report or a mail could not be delivered
 
 
 def report_command(
@@ -68,14 +69,9 @@ def report_command(
     Territory managers: the territories they manage and everything below them.
     Account managers: the events on accounts assigned to them. Plus index.html.
     """
-    from pipelines.cli import _Progress, console, err_console
     from pipelines.reports import mail
     from pipelines.reports.periods import parse_period
     from pipelines.reports.render import TITLES, write_reports
-
-    def fail(error: UserError) -> None:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE)
 
     try:
         chosen = parse_period(period) if period else None
@@ -83,7 +79,7 @@ def report_command(
         fail(UserError(str(error)))
     started = time.perf_counter()
     try:
-        with _Progress("Opening the database") as progress:
+        with Progress("Opening the database") as progress:
             result = write_reports(db, out, chosen, manager, progress=progress)
     except UserError as error:
         fail(error)

@@ -1,8 +1,8 @@
 """``revattr stream`` and ``revattr repair``: flags, summaries and exit codes.
 
 Registered on the ``revattr`` app by ``pipelines.cli``. Heavy imports (Beam,
-DuckDB) happen inside the verbs, so ``--help`` stays instant; nothing here imports
-``pipelines.cli`` at module level (it imports this module).
+DuckDB) happen inside the verbs, so ``--help`` stays instant. What all verbs share
+is in ``pipelines.cli_common``.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from pipelines.cli_common import (
+    EXIT_CHECKS,
+    EXIT_OK,
+    balanced_text,
+    console,
+    counts_table,
+    err_console,
+    fail,
+    quiet_libraries,
+)
 from pipelines.errors import UserError
-
-EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def _fail(error: UserError) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
 
 
 def stream_command(
@@ -87,8 +85,6 @@ def stream_command(
     Daily event-time windows with early, on-time and late panes, upserted per
     (view, key, day); too-late events are still written and their days repaired.
     """
-    from pipelines.cli import quiet_libraries
-
     quiet_libraries()
     from pipelines.streaming import run
 
@@ -126,23 +122,10 @@ def stream_command(
         with console.status("Streaming (Ctrl-C to stop)", spinner="dots") as status:
             summary = run(argv, progress=lambda step: status.update(step))
     except UserError as error:
-        _fail(error)
-    table = Table(title=f"revattr stream {summary.run_id}", show_header=False,
-                  title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("messages in", f"{summary.input_records:,}")
-    table.add_row("accepted", f"{summary.accepted:,}")
-    table.add_row("duplicates", f"{summary.duplicates:,}")
-    table.add_row("quarantined", f"{summary.quarantined:,}")
-    for reason, count in sorted(summary.quarantined_by_reason.items()):
-        table.add_row(f"  {reason}", f"{count:,}")
+        fail(error)
+    table = counts_table(f"revattr stream {summary.run_id}", summary, "messages in")
     table.add_row("days repaired from facts", f"{len(summary.repaired_days):,}")
-    table.add_row(
-        "balanced",
-        "yes" if summary.balanced else f"NO: {len(summary.unbalanced_days)} day(s), "
-        f"first {summary.unbalanced_days[0]}",
-    )
+    table.add_row("balanced", balanced_text(summary))
     table.add_row("status", summary.status)
     table.add_row("time", f"{time.perf_counter() - started:.1f}s")
     table.add_row("output", str(db))
@@ -159,15 +142,13 @@ def repair_command(
 
     One transaction. Stop the stream job first: DuckDB allows one writer.
     """
-    from pipelines.cli import quiet_libraries
-
     quiet_libraries()
     from pipelines.io.streaming_sink import repair_days
 
     try:
         repaired = repair_days(db)
     except UserError as error:
-        _fail(error)
+        fail(error)
     if not repaired:
         console.print(f"every day reconciles: nothing to repair in {db}")
     else:

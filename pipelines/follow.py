@@ -46,6 +46,7 @@ from pipelines.io.duckdb_publisher import (
     RunSummary,
     connect,
 )
+from pipelines.io.duckdb_sql import fetch_all, table_names
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
 from pipelines.local_run import stage_locally
@@ -167,6 +168,7 @@ class Follower:
         while not self._stop:
             outcome = self.poll()
             if outcome.applied or outcome.quarantined:
+                self._report(outcome)
                 applied += len(outcome.applied)
                 last_activity = time.monotonic()
                 continue  # more may be waiting: poll again at once
@@ -176,6 +178,18 @@ class Follower:
                 break
             time.sleep(self.s.poll_seconds)
         return applied
+
+    def _report(self, outcome: BatchOutcome) -> None:
+        for run in outcome.runs:
+            self.say(
+                f"{run.status}: {run.input_records:,} records, {run.accepted:,} accepted, "
+                f"{run.duplicates:,} duplicates, {run.quarantined:,} quarantined "
+                f"(run {run.run_id})"
+            )
+        if outcome.applied:
+            self.say(f"applied {len(outcome.applied)} file(s) in {outcome.seconds:.2f} s")
+        for name, reason in outcome.quarantined.items():
+            self.say(f"quarantined file {name}: {reason}")
 
     # -- one poll ----------------------------------------------------------
     def refresh_reference(self) -> None:
@@ -306,8 +320,7 @@ class Follower:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _quarantine_unreadable(self, file: LandingFile, reason: str, outcome: BatchOutcome) -> None:
-        self.publication.prepare()
-        con = connect(self.publication.store)
+        con = connect(self.publication.store)  # the folders exist: start() prepared them
         try:
             DuckDBPublisher(self.publication.store).ensure_schema(con)
             _record_file(con, file, "", QUARANTINED, reason)
@@ -323,9 +336,7 @@ class Follower:
             return {}
         con = connect(self.publication.store, read_only=True)
         try:
-            query = "SELECT table_name FROM duckdb_tables()"
-            tables = {r[0] for r in con.execute(query).fetchall()}
-            if "landing_files" not in tables:
+            if "landing_files" not in table_names(con):
                 return {}
             wanted = pa.table(  # noqa: F841 (scanned by DuckDB)
                 {"file_name": [f.path.name for f in files], "sha256": [f.sha256 for f in files]}
@@ -364,8 +375,9 @@ def _record_file(
     status: str,
     reason: str | None,
 ) -> None:
-    con.execute(
+    fetch_all(
+        con,
         "INSERT INTO landing_files VALUES (?, ?, ?, ?, ?, ?, now()) "
         "ON CONFLICT (file_name, sha256) DO NOTHING",
         [file.path.name, file.size, file.sha256, run_id, status, reason],
-    ).fetchall()
+    )

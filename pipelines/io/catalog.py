@@ -27,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.io.duckdb_sql import literal
 from schemas.outputs import view_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
@@ -79,7 +80,7 @@ def _glob(folder: Path, pattern: str) -> str:
     are put in a character class: unescaped, they would match nothing, or other folders.
     """
     escaped = "".join(f"[{c}]" if c in "*?[" else c for c in str(folder))
-    return "'" + f"{escaped}/{pattern}".replace("'", "''") + "'"
+    return literal(f"{escaped}/{pattern}")
 
 
 def _live_parts_sql(layout: Layout, relation: PublishedRelation) -> str:

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.errors import UserError
+from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.staging import part_files
 from schemas.events import PAYLOAD_FIELDS
 from schemas.outputs import (
@@ -86,7 +87,7 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     """Open the database, turning a lock conflict into a message that says what to do."""
     try:
         con = duckdb.connect(str(db_path), read_only=read_only)
-        _exec(con, "SET enable_progress_bar = false")  # it would draw over the CLI's output
+        fetch_all(con, "SET enable_progress_bar = false")  # it would draw over the CLI's output
         return con
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
@@ -110,10 +111,7 @@ class PublishedEvents:
             return None
         con = connect(self.db_path, read_only=True)
         try:
-            tables = {
-                r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-            }
-            if "attributed_events" not in tables:
+            if "attributed_events" not in table_names(con):
                 return None
             wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
             columns = ", ".join(f"e.{c}" for c in ("event_id", *PAYLOAD_FIELDS))
@@ -125,14 +123,8 @@ class PublishedEvents:
             con.close()
 
 
-def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> None:
-    """Run a statement and consume its result (DuckDB 2 refuses new work until then)."""
-    con.execute(sql, params).fetchall()
-
-
 def _parquet(files: list[str]) -> str:
-    quoted = ("'" + f.replace("'", "''") + "'" for f in files)
-    return "read_parquet([" + ", ".join(quoted) + "])"
+    return "read_parquet([" + ", ".join(literal(f) for f in files) + "])"
 
 
 class DuckDBPublisher:
@@ -145,9 +137,9 @@ class DuckDBPublisher:
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         store = [create_table_sql(n, s, STORE_PRIMARY_KEYS[n]) for n, s in STORE_TABLES.items()]
         for statement in output_ddl() + reference_ddl() + store:
-            _exec(con, statement)
+            fetch_all(con, statement)
         for statement in view_sql(self.fiscal_year_start_month):
-            _exec(con, statement)
+            fetch_all(con, statement)
 
     def publish(
         self,
@@ -169,7 +161,7 @@ class DuckDBPublisher:
             con = connect(self.db_path)
         began = committed = False
         try:
-            _exec(con, "BEGIN TRANSACTION")
+            fetch_all(con, "BEGIN TRANSACTION")
             began = True
             self.ensure_schema(con)
             summary = self._count(con, staging, run)
@@ -180,20 +172,20 @@ class DuckDBPublisher:
             summary.quality = self._staged_quality(con, staging)
             self._check(summary)
             if summary.status != "succeeded":
-                _exec(con, "ROLLBACK")
-                _exec(con, "BEGIN TRANSACTION")
+                fetch_all(con, "ROLLBACK")
+                fetch_all(con, "BEGIN TRANSACTION")
                 self.ensure_schema(con)
             self._record_run(con, run, summary, staging)
             if record is not None:
                 record(con, summary)
-            _exec(con, "COMMIT")
+            fetch_all(con, "COMMIT")
             committed = True
             return summary
         finally:
             if own:
                 con.close()  # an uncommitted transaction is rolled back here
             elif began and not committed:  # the caller keeps the connection: undo here
-                _exec(con, "ROLLBACK")
+                fetch_all(con, "ROLLBACK")
 
     # -- steps -------------------------------------------------------------
     def _count(
@@ -242,8 +234,8 @@ class DuckDBPublisher:
             return
         for name, table in reference.items():
             con.register("_reference_snapshot", table)
-            _exec(con, f"DELETE FROM {name}")
-            _exec(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
+            fetch_all(con, f"DELETE FROM {name}")
+            fetch_all(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
             con.unregister("_reference_snapshot")
 
     def _apply(
@@ -253,7 +245,7 @@ class DuckDBPublisher:
         touched: list[dt.date] = []
         if facts:
             self._guard_event_ids(con, facts)
-            _exec(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
+            fetch_all(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
             touched = [
                 r[0]
                 for r in con.execute(
@@ -267,7 +259,7 @@ class DuckDBPublisher:
             sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
             updates = ", ".join(f"{m} = {view}.{m} + excluded.{m}" for m in MEASURES)
             # Summing first: ON CONFLICT drops repeated keys within one statement.
-            _exec(
+            fetch_all(
                 con,
                 f"INSERT INTO {view} SELECT {key}, day, {sums} FROM {_parquet(parts)} "
                 f"GROUP BY {key}, day ON CONFLICT ({key}, day) DO UPDATE SET {updates}",
@@ -275,7 +267,7 @@ class DuckDBPublisher:
         quarantine = part_files(staging, "quarantine")
         if quarantine:
             # Idempotent: a record quarantined by an earlier run is not added again.
-            _exec(
+            fetch_all(
                 con,
                 f"""INSERT INTO quarantine
                 SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
@@ -386,7 +378,7 @@ class DuckDBPublisher:
     def _record_run(
         self, con: duckdb.DuckDBPyConnection, run: RunInfo, summary: RunSummary, staging: str | Path
     ) -> None:
-        _exec(
+        fetch_all(
             con,
             "INSERT INTO pipeline_runs VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?)",
             [
@@ -401,7 +393,7 @@ class DuckDBPublisher:
             ],
         )
         for expectation, severity, success, observed in summary.checks:
-            _exec(
+            fetch_all(
                 con,
                 "INSERT INTO dq_results "
                 "VALUES (?, 'publish', 'publication', ?, ?, ?, ?, now(), NULL)",
@@ -409,7 +401,7 @@ class DuckDBPublisher:
             )
         files = part_files(staging, "dq_results")
         if files:
-            _exec(
+            fetch_all(
                 con,
                 "INSERT INTO dq_results SELECT ?, stage, suite, expectation, severity, "
                 f"success, observed, now(), examples FROM {_parquet(files)}",

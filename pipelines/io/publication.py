@@ -50,6 +50,7 @@ from pipelines.io.catalog import (
     write_catalog,
 )
 from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, connect
+from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
@@ -92,14 +93,6 @@ def reference_hash(reference: dict[str, pa.Table]) -> str:
     return digest.hexdigest()
 
 
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
-    return con.execute(sql, params).fetchall()
-
-
 class Publication:
     """The ``--db`` of a run or of follow mode: store, published parts and catalog."""
 
@@ -138,7 +131,7 @@ class Publication:
                 folder = layout.relation_dir(relation.name)
                 folder.mkdir(parents=True, exist_ok=True)
                 if not any(folder.glob("p*.parquet")):
-                    _fetch(con, create_table_sql(f"empty_{relation.name}", relation.schema))
+                    fetch_all(con, create_table_sql(f"empty_{relation.name}", relation.schema))
                     self._write(
                         con, f"SELECT * FROM empty_{relation.name}", folder / part_name(0, 0),
                         keep_empty=True,
@@ -169,7 +162,7 @@ class Publication:
         digest = reference_hash(reference)
 
         def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
-            _fetch(
+            fetch_all(
                 con,
                 "INSERT INTO publications SELECT coalesce(max(version), 0) + 1, ?, ?, now() "
                 "FROM publications",
@@ -182,7 +175,7 @@ class Publication:
         started = time.perf_counter()
         con = self._store_connection()
         try:
-            unchanged = digest == _stored_reference_hash(con)
+            unchanged = digest == _reference_hash_before(con)
             summary = publisher.publish(
                 staging, run, None if unchanged else reference, record=record_version, con=con
             )
@@ -198,8 +191,8 @@ class Publication:
         """The store, read-write, with memory bounded: publication runs after the pipeline
         (whose memory is still held), so DuckDB spills to disk rather than add its own."""
         con = connect(self.layout.store)
-        _fetch(con, f"SET memory_limit = '{STORE_MEMORY_LIMIT}'")
-        _fetch(con, "SET preserve_insertion_order = false")
+        fetch_all(con, f"SET memory_limit = '{STORE_MEMORY_LIMIT}'")
+        fetch_all(con, "SET preserve_insertion_order = false")
         return con
 
     def committed_version(self) -> int:
@@ -230,10 +223,9 @@ class Publication:
 
     def _export_pending(self, con: duckdb.DuckDBPyConnection) -> list[int]:
         committed = self.committed_version()
-        tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
-        if "publications" not in tables:
+        if "publications" not in table_names(con):
             return []
-        pending = _fetch(
+        pending = fetch_all(
             con,
             "SELECT version, run_id, reference_hash FROM publications "
             "WHERE version > ? ORDER BY version",
@@ -246,14 +238,8 @@ class Publication:
     def _export_version(
         self, con: duckdb.DuckDBPyConnection, version: int, run_id: str, digest: str | None
     ) -> None:
-        previous = _fetch(
-            con,
-            "SELECT reference_hash FROM publications WHERE version < ? "
-            "AND reference_hash IS NOT NULL ORDER BY version DESC LIMIT 1",
-            [version],
-        )
-        reference_changed = digest is not None and (not previous or previous[0][0] != digest)
-        _fetch(
+        reference_changed = digest is not None and digest != _reference_hash_before(con, version)
+        fetch_all(
             con,
             "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT territory_id, "
             "account_manager_id, day FROM attributed_events WHERE run_id = ?",
@@ -274,7 +260,7 @@ class Publication:
     @staticmethod
     def _version_sql(relation: PublishedRelation, run_id: str) -> str:
         columns = ", ".join(relation.schema.names)
-        quoted = "'" + run_id.replace("'", "''") + "'"
+        quoted = literal(run_id)
         if relation.kind == APPEND:
             return f"SELECT {columns} FROM {relation.name} WHERE run_id = {quoted}"
         if relation.kind == SNAPSHOT:
@@ -292,7 +278,7 @@ class Publication:
     ) -> int:
         """COPY a query to ``target`` atomically; returns its rows (0: nothing written)."""
         tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
-        rows = _fetch(con, f"COPY ({sql}) TO {_sql_path(tmp)} (FORMAT parquet)")[0][0]
+        rows = fetch_all(con, f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet)")[0][0]
         if rows or keep_empty:
             os.replace(tmp, target)
         else:
@@ -340,13 +326,13 @@ class Publication:
 
     def _merge(self, relation: PublishedRelation, parts: list[Part]) -> None:
         target = self.layout.relation_dir(relation.name) / part_name(parts[0].lo, parts[-1].hi)
-        files = "[" + ", ".join(_sql_path(p.path) for p in parts) + "]"
+        files = "[" + ", ".join(literal(p.path) for p in parts) + "]"
         columns = ", ".join(relation.schema.names)
         if relation.kind == APPEND:
             sql = f"SELECT {columns} FROM read_parquet({files})"
         else:
             versions = " UNION ALL ".join(
-                f"SELECT {_sql_path(p.path)} AS file, {p.hi} AS hi" for p in parts
+                f"SELECT {literal(p.path)} AS file, {p.hi} AS hi" for p in parts
             )
             sql = (
                 f"SELECT {columns} FROM read_parquet({files}, filename = true) r "
@@ -396,15 +382,19 @@ class Publication:
         return removed
 
 
-def _stored_reference_hash(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The hash of the reference snapshot the store holds (that of its last succeeded run)."""
-    tables = {r[0] for r in _fetch(con, "SELECT table_name FROM duckdb_tables()")}
-    if "publications" not in tables:
+def _reference_hash_before(
+    con: duckdb.DuckDBPyConnection, version: int | None = None
+) -> str | None:
+    """The hash of the reference the store held before ``version`` (default: now), i.e. that
+    of the last succeeded run before it; failed runs record none (their reference was
+    rolled back)."""
+    if "publications" not in table_names(con):
         return None
-    rows = _fetch(
+    rows = fetch_all(
         con,
         "SELECT reference_hash FROM publications WHERE reference_hash IS NOT NULL "
-        "ORDER BY version DESC LIMIT 1",
+        "AND version < coalesce(?, 9223372036854775807) ORDER BY version DESC LIMIT 1",
+        [version],
     )
     return rows[0][0] if rows else None
 

@@ -50,6 +50,7 @@ from apache_beam.metrics import Metrics
 from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher
 from pipelines.io.duckdb_publisher import connect as _connect
+from pipelines.io.duckdb_sql import fetch_all, table_names
 from schemas.events import EVENT_FIELDS, PAYLOAD_FIELDS
 from schemas.outputs import (
     ATTRIBUTED_EVENTS_SCHEMA,
@@ -112,11 +113,6 @@ def connect(db_path: str | Path) -> duckdb.DuckDBPyConnection:
     return _connect(db_path)
 
 
-def _exec(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
-    """Run a statement and fetch its whole result (DuckDB 2 wants it consumed)."""
-    return con.execute(sql, params).fetchall()
-
-
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
     return con.sql(sql, params=params).to_arrow_table()
 
@@ -155,7 +151,7 @@ def unbalanced_days(
         sums = ", ".join(f"SUM({m}) AS {m}" for m in MEASURES)
         measures = ", ".join(MEASURES)
         differs = " OR ".join(f"f.{m} IS DISTINCT FROM v.{m}" for m in MEASURES)
-        rows = _exec(
+        rows = fetch_all(
             con,
             f"""WITH f AS (SELECT {key} AS k, day, {sums} FROM attributed_events {where}
                            GROUP BY ALL),
@@ -172,18 +168,18 @@ def _recompute(con: duckdb.DuckDBPyConnection, days: list[dt.date], by: str) -> 
     for view, key in REVENUE_VIEWS.items():
         sums = ", ".join(f"SUM({m})::{t} AS {m}" for m, t in _MEASURE_TYPES.items())
         updates = ", ".join(f"{m} = excluded.{m}" for m in MEASURES)
-        _exec(
+        fetch_all(
             con,
             f"INSERT INTO {view} SELECT {key}, day, {sums} FROM attributed_events {where} "
             f"GROUP BY ALL ON CONFLICT ({key}, day) DO UPDATE SET {updates}",
         )
-        _exec(
+        fetch_all(
             con,
             f"""DELETE FROM {view} v WHERE v.day IN (SELECT day FROM _repair_days)
                 AND NOT EXISTS (SELECT 1 FROM attributed_events a
                                 WHERE a.day = v.day AND a.{key} = v.{key})""",
         )
-    _exec(
+    fetch_all(
         con,
         "INSERT INTO view_repairs SELECT day, now(), ? FROM _repair_days",
         [by],
@@ -215,7 +211,7 @@ def repair_days(db: str | Path, days: Iterable[dt.date] | None = None) -> list[d
         raise UserError("database not found", where=str(db), hint="check the --db path")
     con = connect(path)
     try:
-        tables = {r[0] for r in _exec(con, "SELECT table_name FROM duckdb_tables()")}
+        tables = table_names(con)
         missing = {"attributed_events", *REVENUE_VIEWS} - tables
         if missing:
             raise UserError(
@@ -223,11 +219,11 @@ def repair_days(db: str | Path, days: Iterable[dt.date] | None = None) -> list[d
                 where=str(db),
                 hint="point --db at a database written by `revattr run` or `revattr stream`",
             )
-        _exec(con, "BEGIN TRANSACTION")
+        fetch_all(con, "BEGIN TRANSACTION")
         for statement in STREAM_DDL:
-            _exec(con, statement)
+            fetch_all(con, statement)
         repaired = repair(con, days, by="revattr repair")
-        _exec(con, "COMMIT")
+        fetch_all(con, "COMMIT")
         return repaired
     finally:
         con.close()  # an uncommitted transaction is rolled back here
@@ -301,8 +297,8 @@ class StreamingSink:
         """Output tables, views, stream tables, and this run's ``pipeline_runs`` row."""
         DuckDBPublisher(self.db_path, self.fiscal_year_start_month).ensure_schema(con)
         for statement in STREAM_DDL:
-            _exec(con, statement)
-        _exec(
+            fetch_all(con, statement)
+        fetch_all(
             con,
             "INSERT INTO pipeline_runs VALUES (?, 'stream', now(), NULL, 0, 0, 0, 0, 'running') "
             "ON CONFLICT (run_id) DO NOTHING",
@@ -316,15 +312,15 @@ class StreamingSink:
         prepare: bool = True,
     ) -> ApplyResult:
         """Apply one batch of sink records in one transaction."""
-        _exec(con, "BEGIN TRANSACTION")
+        fetch_all(con, "BEGIN TRANSACTION")
         try:
             if prepare:
                 self.prepare(con)
             result = self.apply(con, records)
-            _exec(con, "COMMIT")
+            fetch_all(con, "COMMIT")
             return result
         except BaseException:
-            _exec(con, "ROLLBACK")
+            fetch_all(con, "ROLLBACK")
             raise
 
     # -- one transaction's work -------------------------------------------
@@ -358,7 +354,7 @@ class StreamingSink:
             touched.update(self._write_panes(con, by_kind["pane"]))
             result.panes_applied += len(by_kind["pane"])
         for day in by_kind["closed"]:
-            _exec(
+            fetch_all(
                 con,
                 "INSERT INTO stream_closed_days VALUES (?, ?, now()) ON CONFLICT DO NOTHING",
                 [self.run_id, day],
@@ -369,7 +365,7 @@ class StreamingSink:
             closed = self._closed_among(con, touched)
             if closed:
                 result.repaired_days = repair(con, closed, by=f"stream {self.run_id}")
-        _exec(
+        fetch_all(
             con,
             """UPDATE pipeline_runs SET input_records = input_records + ?,
                    accepted = accepted + ?, duplicates = duplicates + ?,
@@ -382,8 +378,8 @@ class StreamingSink:
     def _replace_reference(self, con: duckdb.DuckDBPyConnection, reference: dict) -> None:
         for name, table in reference.items():
             con.register("_reference_snapshot", table)
-            _exec(con, f"DELETE FROM {name}")
-            _exec(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
+            fetch_all(con, f"DELETE FROM {name}")
+            fetch_all(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
             con.unregister("_reference_snapshot")
 
     def _write_facts(
@@ -399,12 +395,12 @@ class StreamingSink:
         facts = facts.select(ATTRIBUTED_EVENTS_SCHEMA.names).cast(ATTRIBUTED_EVENTS_SCHEMA)
         con.register("_facts", facts)
         same = " AND ".join(f"i.{f} IS NOT DISTINCT FROM a.{f}" for f in PAYLOAD_FIELDS)
-        repeats = _exec(
+        repeats = fetch_all(
             con,
             f"SELECT i.event_id, ({same}) FROM _facts i JOIN attributed_events a USING (event_id)",
         )
         inserted = len(
-            _exec(
+            fetch_all(
                 con,
                 """INSERT INTO attributed_events BY NAME SELECT * FROM _facts i
                    WHERE NOT EXISTS (SELECT 1 FROM attributed_events a
@@ -445,7 +441,7 @@ class StreamingSink:
 
     def _write_quarantine(self, con: duckdb.DuckDBPyConnection, rejects: pa.Table) -> int:
         con.register("_rejects", rejects.select(REJECT_SCHEMA.names).cast(REJECT_SCHEMA))
-        inserted = _exec(
+        inserted = fetch_all(
             con,
             """INSERT INTO quarantine
                SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
@@ -517,7 +513,7 @@ class StreamingSink:
                 adds = ", ".join(f"{m} = {view}.{m} + excluded.{m}" for m in MEASURES)
                 # Summed first: one window pair can add to one (key, day) twice.
                 sums = ", ".join(f"SUM({m})::{t}" for m, t in _MEASURE_TYPES.items())
-                _exec(
+                fetch_all(
                     con,
                     f"INSERT INTO {view} ({key}, day, {', '.join(MEASURES)}) "
                     f"SELECT view_key, day, {sums} FROM _delta WHERE view = ? "
@@ -528,7 +524,7 @@ class StreamingSink:
         replace = ", ".join(
             f"{c} = excluded.{c}" for c in ("pane_index", "pane_timing", *MEASURES, "updated_at")
         )
-        _exec(
+        fetch_all(
             con,
             f"""INSERT INTO stream_view_panes
                 SELECT view, view_key, day, window_start, window_end, ?, pane_index,
@@ -542,7 +538,7 @@ class StreamingSink:
 
     def _closed_among(self, con: duckdb.DuckDBPyConnection, days: set[dt.date]) -> list[dt.date]:
         con.register("_touched", pa.table({"day": pa.array(sorted(days), pa.date32())}))
-        closed = _exec(
+        closed = fetch_all(
             con,
             "SELECT day FROM stream_closed_days WHERE run_id = ? "
             "AND day IN (SELECT day FROM _touched) ORDER BY day",
@@ -621,9 +617,9 @@ def finish_run(
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     con = connect(db)
     try:
-        _exec(con, "BEGIN TRANSACTION")
+        fetch_all(con, "BEGIN TRANSACTION")
         StreamingSink(str(db), run_id, "", fiscal_year_start_month).prepare(con)
-        row = _exec(
+        row = fetch_all(
             con,
             "SELECT input_records, accepted, duplicates, quarantined FROM pipeline_runs "
             "WHERE run_id = ?",
@@ -632,7 +628,7 @@ def finish_run(
         input_records, accepted, duplicates, quarantined = row[0] if row else (0, 0, 0, 0)
         days = [
             r[0]
-            for r in _exec(
+            for r in fetch_all(
                 con,
                 """SELECT DISTINCT day FROM attributed_events WHERE run_id = ?
                    UNION SELECT DISTINCT day FROM stream_view_panes WHERE run_id = ?""",
@@ -641,7 +637,7 @@ def finish_run(
         ]
         unbalanced = unbalanced_days(con, days)
         by_reason = dict(
-            _exec(
+            fetch_all(
                 con,
                 "SELECT reason, count(*) FROM quarantine WHERE run_id = ? GROUP BY 1 ORDER BY 1",
                 [run_id],
@@ -649,7 +645,7 @@ def finish_run(
         )
         repaired = [
             r[0]
-            for r in _exec(
+            for r in fetch_all(
                 con,
                 "SELECT DISTINCT day FROM view_repairs WHERE repaired_by = ? ORDER BY day",
                 [f"stream {run_id}"],
@@ -659,12 +655,12 @@ def finish_run(
         status = "succeeded" if accounted and not unbalanced else (
             "failed_checks" if not accounted else "unbalanced"
         )
-        _exec(
+        fetch_all(
             con,
             "UPDATE pipeline_runs SET finished_at = now(), status = ? WHERE run_id = ?",
             [status, run_id],
         )
-        _exec(con, "COMMIT")
+        fetch_all(con, "COMMIT")
         return StreamRunSummary(
             run_id, status, input_records, accepted, duplicates, quarantined, by_reason,
             unbalanced, repaired,
