@@ -41,6 +41,36 @@ def events_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
 
 
+def fact_row(event_id: str, booked: str, day: str = "2026-03-01", **fields: object) -> dict:
+    """One attributed_events row: a deal_won of ``booked`` USD on ``day``; ``fields`` override."""
+    return {
+        "event_id": event_id,
+        "event_type": "deal_won",
+        "event_time": ts(f"{day}T10:00:00Z"),
+        "day": dt.date.fromisoformat(day),
+        "deal_id": f"D-{event_id}",
+        "account_id": "A1",
+        "currency": "USD",
+        "amount": Decimal(booked),
+        "booked_revenue": Decimal(booked),
+        "pipeline_created": Decimal(0),
+        "account_manager_id": "M1",
+        "territory_id": "T1",
+        "territory_manager_id": "TM1",
+        "attribution_status": "attributed",
+        "run_id": "r",
+        "stage": None,
+        "product": None,
+        "opportunity_owner_id": None,
+        "amount_reporting": Decimal(booked),
+        "refunds": Decimal(0),
+        "won_deals": 1,
+        "lost_deals": 0,
+        "created_deals": 0,
+        **fields,
+    }
+
+
 def money(value: str) -> pa.Scalar:
     return pa.scalar(Decimal(value), REPORTING_MONEY_TYPE)
 

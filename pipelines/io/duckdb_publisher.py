@@ -127,6 +127,15 @@ def _parquet(files: list[str]) -> str:
     return "read_parquet([" + ", ".join(literal(f) for f in files) + "])"
 
 
+def replace_reference(con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table]) -> None:
+    """Replace the reference snapshot tables with ``reference`` (in the caller's transaction)."""
+    for name, table in reference.items():
+        con.register("_reference_snapshot", table)
+        fetch_all(con, f"DELETE FROM {name}")
+        fetch_all(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
+        con.unregister("_reference_snapshot")
+
+
 class DuckDBPublisher:
     """Applies staged run outputs to ``db_path``."""
 
@@ -165,7 +174,8 @@ class DuckDBPublisher:
             began = True
             self.ensure_schema(con)
             summary = self._count(con, staging, run)
-            self._replace_reference(con, reference)
+            if reference is not None:  # None: unchanged since the last run, the store has it
+                replace_reference(con, reference)
             touched_days = self._apply(con, staging, run)
             summary.unbalanced_days = self._unbalanced_days(con, touched_days)
             summary.booked_revenue = self._booked_revenue(con, staging)
@@ -226,17 +236,6 @@ class DuckDBPublisher:
             quarantined=sum(by_reason.values()),
             quarantined_by_reason=by_reason,
         )
-
-    def _replace_reference(
-        self, con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Table] | None
-    ) -> None:
-        if reference is None:  # unchanged since the last run: the store has it
-            return
-        for name, table in reference.items():
-            con.register("_reference_snapshot", table)
-            fetch_all(con, f"DELETE FROM {name}")
-            fetch_all(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
-            con.unregister("_reference_snapshot")
 
     def _apply(
         self, con: duckdb.DuckDBPyConnection, staging: str | Path, run: RunInfo

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher
+from pipelines.io.duckdb_publisher import DuckDBPublisher, replace_reference
 from pipelines.io.duckdb_publisher import connect as _connect
 from pipelines.io.duckdb_sql import fetch_all, table_names
 from schemas.events import EVENT_FIELDS, PAYLOAD_FIELDS
@@ -336,7 +336,7 @@ class StreamingSink:
         touched: set[dt.date] = set()
 
         for reference in by_kind["reference"][-1:]:  # the latest version wins
-            self._replace_reference(con, reference)
+            replace_reference(con, reference)
         for table in by_kind["inputs"]:
             result.inputs += int(pc.sum(table["records"]).as_py() or 0)
         rejects = [t for t in by_kind["quarantine"] if t.num_rows]
@@ -374,13 +374,6 @@ class StreamingSink:
              self.run_id],
         )
         return result
-
-    def _replace_reference(self, con: duckdb.DuckDBPyConnection, reference: dict) -> None:
-        for name, table in reference.items():
-            con.register("_reference_snapshot", table)
-            fetch_all(con, f"DELETE FROM {name}")
-            fetch_all(con, f"INSERT INTO {name} BY NAME SELECT * FROM _reference_snapshot")
-            con.unregister("_reference_snapshot")
 
     def _write_facts(
         self, con: duckdb.DuckDBPyConnection, facts: pa.Table

@@ -16,37 +16,14 @@ from pipelines.rules.aggregate import aggregate_view
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
 from schemas.reference import REFERENCE_SCHEMAS
 from schemas.rejects import REJECT_SCHEMA
-from tests.utils import ts
+from tests.utils import fact_row
 
 REFERENCE = {name: schema.empty_table() for name, schema in REFERENCE_SCHEMAS.items()}
 
 
 def fact(event_id: str, booked: str, day: str = "2026-03-01", territory: str = "T1") -> dict:
-    return {
-        "event_id": event_id,
-        "event_type": "deal_won",
-        "event_time": ts(f"{day}T10:00:00Z"),
-        "day": dt.date.fromisoformat(day),
-        "deal_id": "D",
-        "account_id": "A",
-        "currency": "USD",
-        "amount": Decimal(booked),
-        "booked_revenue": Decimal(booked),
-        "pipeline_created": Decimal(0),
-        "account_manager_id": "AM1",
-        "territory_id": territory,
-        "territory_manager_id": "TM1",
-        "attribution_status": "attributed",
-        "run_id": "r",
-        "stage": None,
-        "product": None,
-        "opportunity_owner_id": None,
-        "amount_reporting": Decimal(booked),
-        "refunds": Decimal(0),
-        "won_deals": 1,
-        "lost_deals": 0,
-        "created_deals": 0,
-    }
+    return fact_row(event_id, booked, day, deal_id="D", account_id="A",
+                    account_manager_id="AM1", territory_id=territory)
 
 
 def stage(

@@ -19,6 +19,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipelines.io.messages import message
 from pipelines.streaming import StreamSettings
 from pipelines.transforms.windowed_views import Pane
+from tests.utils import fact_row
 
 SOURCE = "test-stream"
 
@@ -203,32 +204,8 @@ def fact(
     **extra: object,
 ) -> dict:
     """One attributed_events row (a deal_won of ``booked``)."""
-    return {
-        "event_id": event_id,
-        "event_type": "deal_won",
-        "event_time": dt.datetime.fromisoformat(f"{day}T10:00:00+00:00"),
-        "day": dt.date.fromisoformat(day),
-        "deal_id": f"D-{event_id}",
-        "account_id": "A1",
-        "currency": "USD",
-        "amount": Decimal(booked),
-        "booked_revenue": Decimal(booked),
-        "pipeline_created": Decimal(0),
-        "account_manager_id": manager,
-        "territory_id": territory,
-        "territory_manager_id": "TM-US",
-        "attribution_status": "attributed",
-        "run_id": "batch-1",
-        "stage": None,
-        "product": None,
-        "opportunity_owner_id": None,
-        "amount_reporting": Decimal(booked),
-        "refunds": Decimal(0),
-        "won_deals": 1,
-        "lost_deals": 0,
-        "created_deals": 0,
-        **extra,
-    }
+    return fact_row(event_id, booked, day, account_manager_id=manager, territory_id=territory,
+                    territory_manager_id="TM-US", run_id="batch-1", **extra)
 
 
 def facts_table(rows: list[dict]) -> pa.Table:
