@@ -720,6 +720,25 @@ def _read_line(text: str) -> _Line:
     return _Line(fields)
 
 
+def read_json_lines(texts: list[str], sources: list[str], positions: list[int]) -> pa.Table:
+    """RAW_EVENT_SCHEMA rows for JSONL lines read one by one with ``json.loads``: what
+    this reader makes of a line it cannot hand to Arrow (``raw`` is the line)."""
+    read = [_read_line(text) for text in texts]
+    fields = {
+        name: pa.array([(line.fields or {}).get(name) for line in read], pa.string())
+        for name in EVENT_FIELDS
+    }
+    null = pa.nulls(len(texts), pa.string())
+    columns = [fields[name] for name in EVENT_FIELDS] + [
+        pa.array(sources, pa.string()),
+        pa.array(positions, pa.int64()),
+        pa.array(texts, pa.string()),
+        pa.array([line.reason for line in read], pa.string()) if read else null,
+        pa.array([line.detail for line in read], pa.string()) if read else null,
+    ]
+    return pa.Table.from_arrays(columns, schema=RAW_EVENT_SCHEMA)
+
+
 def classify_json_line(text: str) -> tuple[str | None, str | None]:
     """(reason, detail) for one JSONL line, or (None, None) when it reads fine."""
     line = _read_line(text)

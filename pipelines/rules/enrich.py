@@ -68,6 +68,37 @@ class EnrichmentIndex:
 
     @classmethod
     def build(cls, reference: dict[str, pa.Table]) -> EnrichmentIndex:
+        t = EnrichmentTimelines.build(reference)
+        known = np.zeros(len(t.accounts), dtype=bool)
+        codes = encode(t.known_accounts, t.accounts)
+        known[codes[codes >= 0]] = True
+        return cls(
+            accounts=t.accounts,
+            known_account=known,
+            account_managers=AsOfIndex.build(t.account_managers, keys=t.accounts),
+            account_territories=AsOfIndex.build(
+                t.account_territories, keys=t.accounts, values=t.territories),
+            territory_managers=AsOfIndex.build(t.territory_managers, keys=t.territories),
+            territories=t.territories,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class EnrichmentTimelines:
+    """The effective-dated reference resolved into three timelines (``TIMELINE_SCHEMA``:
+    non-overlapping ``key, valid_from, valid_to, value`` intervals), the rules of
+    CONTRACT.md section 2 applied once. ``EnrichmentIndex`` searches them with numpy;
+    the embedded engine joins them in DuckDB. Same rules, two lookups."""
+
+    accounts: pa.Array  # account key space: ids of accounts and of assignments, sorted
+    known_accounts: pa.Array  # ids that are rows of ``accounts``
+    territories: pa.Array  # territory key space (rules, tree, manager rows), sorted
+    account_managers: pa.Table  # account -> account_manager_id
+    account_territories: pa.Table  # account -> leaf territory_id
+    territory_managers: pa.Table  # territory -> territory manager (walk-up resolved)
+
+    @classmethod
+    def build(cls, reference: dict[str, pa.Table]) -> EnrichmentTimelines:
         accounts = reference["accounts"]
         assignments = reference["account_assignments"]
         rules = reference["territory_rules"]
@@ -77,15 +108,10 @@ class EnrichmentIndex:
         account_ids = _text(accounts["account_id"])
         account_space = sorted_unique(
             pa.concat_arrays([account_ids, _text(assignments["account_id"])]))
-        known = np.zeros(len(account_space), dtype=bool)
-        codes = encode(account_ids, account_space)
-        known[codes[codes >= 0]] = True
-
         territory_space = sorted_unique(pa.concat_arrays([
             _text(rules["territory_id"]), _text(tree["territory_id"]),
             _text(tree["parent_territory_id"]), _text(managers["territory_id"]),
         ]))
-
         assignment_candidates = pa.table(
             {
                 "key": _text(assignments["account_id"]),
@@ -95,20 +121,13 @@ class EnrichmentIndex:
                 "value": _text(assignments["account_manager_id"]),
             }
         ).cast(CANDIDATE_SCHEMA)
-        account_managers = AsOfIndex.build(
-            resolve_timeline(assignment_candidates), keys=account_space)
-        account_territories = AsOfIndex.build(
-            resolve_timeline(account_territory_candidates(accounts, rules)),
-            keys=account_space, values=territory_space)
-        territory_managers = AsOfIndex.build(
-            resolve_timeline(territory_manager_candidates(tree, managers)), keys=territory_space)
         return cls(
             accounts=account_space,
-            known_account=known,
-            account_managers=account_managers,
-            account_territories=account_territories,
-            territory_managers=territory_managers,
+            known_accounts=pc.drop_null(account_ids),
             territories=territory_space,
+            account_managers=resolve_timeline(assignment_candidates),
+            account_territories=resolve_timeline(account_territory_candidates(accounts, rules)),
+            territory_managers=resolve_timeline(territory_manager_candidates(tree, managers)),
         )
 
 

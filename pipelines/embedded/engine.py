@@ -1,0 +1,151 @@
+"""The embedded engine: read -> validate -> deduplicate -> convert -> enrich ->
+attribute -> aggregate -> stage, as vectorised DuckDB SQL in this process.
+
+``stage_embedded`` stages exactly what ``pipelines.batch.build_graph`` stages
+(the same outputs, rows and rules; ``tests/embedded`` proves it), so the same
+publisher publishes either. DuckDB runs every step on all cores; Python only
+touches the few records a rule function must judge (see ``steps``). No Beam
+import, no runner start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.embedded import steps
+from pipelines.embedded.read import load_raw
+from pipelines.io.duckdb_sql import literal
+from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
+from pipelines.rules.enrich import EnrichmentTimelines
+from schemas.events import EVENT_SCHEMA, PAYLOAD_FIELDS
+from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
+from schemas.rejects import REJECT_SCHEMA
+
+if TYPE_CHECKING:  # the Protocol lives with the Beam transform; no Beam import here
+    from pipelines.transforms.deduplicate import History
+
+MEMORY_LIMIT = os.environ.get("REVATTR_ENGINE_MEMORY", "1GB")
+
+
+def connect_engine(scratch: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB on every core, spilling to ``scratch`` beyond its memory limit."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"threads": os.cpu_count() or 1})
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = {literal(scratch)}")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def stage_embedded(
+    paths: list[str],
+    reference: dict[str, pa.Table],
+    timelines: EnrichmentTimelines,
+    staging: str | Path,
+    run_id: str,
+    *,
+    reporting_currency: str = "USD",
+    history: History | None = None,
+    checks: bool = True,
+    batch_rows: int = 65536,
+    known_results: Mapping[str, pa.Table] | None = None,
+) -> None:
+    """Run the pipeline's steps on ``paths`` and stage the outputs under ``staging`` as
+    ``build_graph`` does (for ``DuckDBPublisher.publish``).
+
+    ``timelines`` is ``EnrichmentTimelines.build(reference)`` (built once per
+    reference snapshot by the caller). ``known_results`` maps a suite whose inputs
+    did not change (``reference`` in follow mode) to its results, staged as they are.
+    """
+    staging = Path(staging)
+    con = connect_engine(staging / "_engine")
+    try:
+        raw = load_raw(con, paths, batch_rows)
+        steps.validate(con, raw.arrow)
+        published = None
+        if history is not None:
+            ids = con.sql("SELECT DISTINCT event_id FROM events").to_arrow_table()["event_id"]
+            published = history.lookup(ids.combine_chunks()) if len(ids) else None
+            if published is not None:
+                published = published.select(["event_id", *PAYLOAD_FIELDS])
+        steps.deduplicate_events(con, published)
+        steps.convert(con, reference["fx_rates"], reporting_currency)
+        steps.attribute(con, timelines, run_id)
+        _stage(con, staging, raw.records)
+        if checks:
+            results = _check(con, reference, batch_rows, known_results or {})
+            write_part(staging, "dq_results", pa.concat_tables(results))
+    finally:
+        con.close()
+
+
+def _stage(con: duckdb.DuckDBPyConnection, staging: Path, records: dict[str, int]) -> None:
+    counts = [{"source": source, "records": n} for source, n in records.items()]
+    write_part(staging, "inputs", pa.Table.from_pylist(counts, schema=INPUT_COUNT_SCHEMA))
+    outputs = {
+        "attributed_events": f"SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM facts",
+        "duplicates": "SELECT event_id, source, position FROM duplicates",
+        "quarantine": f"SELECT {', '.join(REJECT_SCHEMA.names)} FROM rejects "
+                      "ORDER BY source, position",
+        **{view: steps.aggregate_sql(view) for view in ("territory_revenue",
+                                                        "account_manager_revenue")},
+    }
+    for name, sql in outputs.items():
+        if con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0] == 0:
+            continue
+        folder = staging / name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"part-{uuid.uuid4().hex}.parquet"
+        tmp = folder / f"_tmp-{uuid.uuid4().hex}"
+        con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet)")
+        os.replace(tmp, target)
+
+
+def _check(
+    con: duckdb.DuckDBPyConnection,
+    reference: dict[str, pa.Table],
+    batch_rows: int,
+    known_results: Mapping[str, pa.Table],
+) -> list[pa.Table]:
+    """The ``quality.stages`` suites on this run's tables, streamed in ``batch_rows`` slices
+    (each slice sampled as one Beam bundle is)."""
+    from pipelines.quality.stage_check import run_stage_check
+    from pipelines.quality.stage_frames import INPUTS
+    from pipelines.quality.stages import STAGE_CHECKS
+
+    sources = {
+        "events": (f"SELECT {', '.join(EVENT_SCHEMA.names)} FROM events", EVENT_SCHEMA),
+        "attributed_events": (f"SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM facts",
+                              ATTRIBUTED_EVENTS_SCHEMA),
+        **{view: (steps.aggregate_sql(view), None)
+           for view in ("territory_revenue", "account_manager_revenue")},
+    }
+
+    def batches(name: str) -> Iterator[pa.Table]:
+        if name in reference:
+            yield reference[name]
+            return
+        sql, schema = sources[name]
+        reader = con.sql(sql).fetch_arrow_reader(batch_rows)
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            yield table.cast(schema) if schema is not None else table
+
+    results = []
+    for check in STAGE_CHECKS:
+        if check.suite in known_results:
+            results.append(known_results[check.suite])
+            continue
+        results.append(run_stage_check(
+            check.stage, check.suite, {name: batches(name) for name in INPUTS[check.suite]},
+            check.sample_rows_per_batch))
+    return results
