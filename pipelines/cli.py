@@ -88,11 +88,19 @@ def run_batch(
             help="Where to write the data-quality page (default: quality.html next to --db)."
         ),
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="embedded: the steps as DuckDB SQL in this process, on every core (fast, "
+            "local). beam: the Beam graph, on --runner (Dataflow, Flink, Dask...). Same rules, "
+            "same outputs."
+        ),
+    ] = "embedded",
     runner: Annotated[
         str,
         typer.Option(
-            help="Beam runner. FnApiRunner is the DirectRunner's batch engine, used "
-            "directly: the DirectRunner first tries to download and start Prism."
+            help="Beam runner (with --executor beam). FnApiRunner is the DirectRunner's batch "
+            "engine, used directly: the DirectRunner first tries to download and start Prism."
         ),
     ] = "FnApiRunner",
     beam_args: Annotated[
@@ -101,8 +109,15 @@ def run_batch(
     ] = None,
 ) -> None:
     """Run the batch pipeline over event files and publish into DuckDB."""
+    if executor not in ("embedded", "beam"):
+        fail(UserError(f"unknown executor {executor!r}", hint="use embedded or beam"))
+    if executor == "embedded" and beam_args:
+        fail(UserError("Beam options need the Beam graph", hint="add --executor beam"))
     quiet_libraries()
-    from pipelines.batch import run
+    if executor == "beam":
+        from pipelines.batch import run
+    else:
+        from pipelines.embedded.run import run
 
     argv = [
         f"--events={events}",
@@ -111,7 +126,7 @@ def run_batch(
         f"--reporting_currency={reporting_currency}",
         f"--fiscal_year_start_month={fiscal_year_start_month}",
         f"--batch_rows={batch_rows}",
-        f"--runner={runner}",
+        *([f"--runner={runner}"] if executor == "beam" else []),
         f"--checks={checks}",
         *([f"--quality_page={quality_page or db.parent / 'quality.html'}"] if checks else []),
         *(beam_args or []),

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.embedded import steps
-from pipelines.embedded.read import load_raw
+from pipelines.embedded.read import raw_relations, readable_by_duckdb
 from pipelines.io.duckdb_sql import literal
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
 from pipelines.rules.enrich import EnrichmentTimelines
@@ -69,8 +69,18 @@ def stage_embedded(
     staging = Path(staging)
     con = connect_engine(staging / "_engine")
     try:
-        raw = load_raw(con, paths, batch_rows)
-        steps.validate(con, raw.arrow)
+        relations, raw = raw_relations(paths, batch_rows)
+        try:
+            raw.records.update(steps.validate(con, relations, raw.arrow))
+        except (duckdb.InvalidInputException, duckdb.ConversionException):
+            # A JSONL file DuckDB cannot read as text (not UTF-8): the Arrow reader's.
+            refused = [p for p in raw.duckdb_paths if not readable_by_duckdb(con, p)]
+            if not refused:
+                raise
+            relations, raw = raw_relations(paths, batch_rows, arrow_paths=set(refused))
+            raw.records.update(steps.validate(con, relations, raw.arrow))
+        for path in paths:
+            raw.records.setdefault(path, 0)
         published = None
         if history is not None:
             ids = con.sql("SELECT DISTINCT event_id FROM events").to_arrow_table()["event_id"]
@@ -130,15 +140,20 @@ def _check(
            for view in ("territory_revenue", "account_manager_revenue")},
     }
 
-    def batches(name: str) -> Iterator[pa.Table]:
-        if name in reference:
-            yield reference[name]
-            return
-        sql, schema = sources[name]
-        reader = con.sql(sql).fetch_arrow_reader(batch_rows)
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            yield table.cast(schema) if schema is not None else table
+    class Batches:
+        """One input's batches; iterable again for each reduction that reads it."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __iter__(self) -> Iterator[pa.Table]:
+            if self.name in reference:
+                yield reference[self.name]
+                return
+            sql, schema = sources[self.name]
+            for batch in con.sql(sql).fetch_arrow_reader(batch_rows):
+                table = pa.Table.from_batches([batch])
+                yield table.cast(schema) if schema is not None else table
 
     results = []
     for check in STAGE_CHECKS:
@@ -146,6 +161,6 @@ def _check(
             results.append(known_results[check.suite])
             continue
         results.append(run_stage_check(
-            check.stage, check.suite, {name: batches(name) for name in INPUTS[check.suite]},
+            check.stage, check.suite, {name: Batches(name) for name in INPUTS[check.suite]},
             check.sample_rows_per_batch))
     return results

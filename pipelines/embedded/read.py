@@ -39,39 +39,43 @@ class RawInput:
 
     records: dict[str, int] = field(default_factory=dict)
     arrow: list[pa.Table] = field(default_factory=list)  # RAW_EVENT_SCHEMA
+    duckdb_paths: list[str] = field(default_factory=list)  # files read by DuckDB
 
 
-def create_raw_table(con: duckdb.DuckDBPyConnection) -> None:
-    fields = ", ".join(f"{name} VARCHAR" for name in EVENT_FIELDS)
-    con.execute(
-        "CREATE OR REPLACE TABLE raw_text (source VARCHAR, position BIGINT, line VARCHAR, "
-        f"fast BOOLEAN, {fields})"
-    )
-
-
-def load_raw(con: duckdb.DuckDBPyConnection, paths: list[str], batch_rows: int) -> RawInput:
-    create_raw_table(con)
+def raw_relations(paths: list[str], batch_rows: int, arrow_paths: set[str] = frozenset(),
+                  ) -> tuple[list[str], RawInput]:
+    """SQL relations yielding raw rows ``source, position, line, fast, <contract fields>``
+    (one per group of files DuckDB reads itself), and what the Arrow reader read."""
     out = RawInput()
+    relations: list[str] = []
     jsonl: list[str] = []
+    parquet: list[str] = []
     for path in paths:
         kind = FORMATS.get(os.path.splitext(path)[1].lower())
+        if path in arrow_paths:
+            kind = None
         if kind == "jsonl":
             jsonl.append(path)
         elif kind == "parquet" and _plain_parquet(path):
-            out.records[path] = _load_parquet(con, path)
+            parquet.append(path)
         else:
             out.records[path] = _load_with_reader(path, batch_rows, out)
+    if parquet:
+        relations.append(_parquet_relation(parquet))
     for group in _groups(jsonl):
-        try:
-            out.records.update(_load_jsonl(con, group))
-        except (duckdb.InvalidInputException, duckdb.ConversionException):
-            # Not UTF-8, or too large for one string: the Arrow reader says why / reads it.
-            for path in group:
-                try:
-                    out.records.update(_load_jsonl(con, [path]))
-                except (duckdb.InvalidInputException, duckdb.ConversionException):
-                    out.records[path] = _load_with_reader(path, batch_rows, out)
-    return out
+        relations.append(_jsonl_relation(group))
+    out.duckdb_paths = parquet + jsonl
+    return relations, out
+
+
+def readable_by_duckdb(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Whether DuckDB reads this JSONL file as text (UTF-8, not too large)."""
+    try:
+        con.execute(f"SELECT length(content) FROM read_text({literal(path)})").fetchall()
+        return True
+    except (duckdb.InvalidInputException, duckdb.ConversionException,
+            duckdb.OutOfMemoryException):
+        return False
 
 
 def _groups(paths: list[str]) -> Iterator[list[str]]:
@@ -106,46 +110,55 @@ def _plain_parquet(path: str) -> bool:
     )
 
 
-def _load_parquet(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    present = set(pq.read_schema(path).names)
+def _parquet_relation(paths: list[str]) -> str:
+    files = "[" + ", ".join(literal(p) for p in paths) + "]"
+    present = set().union(*(pq.read_schema(p).names for p in paths))
     fields = ", ".join(
         (name if name in present else f"NULL::VARCHAR AS {name}") for name in EVENT_FIELDS
     )
-    return con.execute(
-        f"INSERT INTO raw_text SELECT {literal(path)}, file_row_number + 1, NULL, true, {fields} "
-        f"FROM read_parquet({literal(path)}, file_row_number = true)"
-    ).fetchall()[0][0]
+    return (
+        f"SELECT filename AS source, file_row_number + 1 AS position, NULL::VARCHAR AS line, "
+        f"true AS fast, {fields} "
+        f"FROM read_parquet({files}, filename = true, file_row_number = true, "
+        "union_by_name = true)"
+    )
 
 
-def _load_jsonl(con: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[str, int]:
+def _jsonl_relation(paths: list[str]) -> str:
+    """Each line parsed by DuckDB's JSON functions: one list of texts and one of types for
+    the ten contract paths, the top-level keys for the repeated-key check."""
     files = "[" + ", ".join(literal(p) for p in paths) + "]"
     json_paths = "[" + ", ".join(literal(f"$.{name}") for name in EVENT_FIELDS) + "]"
     numeric = "(" + ", ".join(literal(t) for t in _NUMERIC_JSON) + ")"
     amount = EVENT_FIELDS.index("amount") + 1
     values = []
-    types_ok = []
     for i, name in enumerate(EVENT_FIELDS, start=1):
-        if name == "amount":
-            values.append(
-                f"CASE WHEN json_type(v[{i}]) IN {numeric} "
-                f"THEN regexp_extract(line, {literal(AMOUNT_NUMBER)}, 1) "
-                f"ELSE json_extract_string(v[{i}], '$') END AS {name}"
-            )
-            types_ok.append(f"coalesce(json_type(v[{i}]) IN ('VARCHAR', 'NULL') "
-                            f"OR json_type(v[{i}]) IN {numeric}, true)")
+        if name == "amount":  # a JSON number keeps its text, as the reader keeps it
+            values.append(f"CASE WHEN t[{i}] IN {numeric} "
+                          f"THEN regexp_extract(line, {literal(AMOUNT_NUMBER)}, 1) "
+                          f"ELSE s[{i}] END AS {name}")
         else:
-            values.append(f"json_extract_string(v[{i}], '$') AS {name}")
-            types_ok.append(f"coalesce(json_type(v[{i}]) IN ('VARCHAR', 'NULL'), true)")
-    present = " + ".join(f"(v[{i}] IS NOT NULL)::INT" for i in range(1, len(EVENT_FIELDS) + 1))
+            values.append(f"s[{i}] AS {name}")
+    # Types the reader takes as they are: strings (a number for amount) or null/absent.
+    types_ok = " AND ".join(
+        f"coalesce(t[{i}] IN ('VARCHAR', 'NULL'"
+        + (", " + numeric[1:-1] if i == amount else "") + "), true)"
+        for i in range(1, len(EVENT_FIELDS) + 1))
+    present = " + ".join(f"(t[{i}] IS NOT NULL)::INT" for i in range(1, len(EVENT_FIELDS) + 1))
     # A flat object the reader reads the same way: checks that cost a byte scan, not a parse.
+    # Trailing commas and NaN/Infinity are not JSON (DuckDB's parser takes them), an escape
+    # may be a lone surrogate: such lines go to the reader's code.
     plain = (
-        "starts_with(line, '{') AND ends_with(line, '}') AND NOT contains(line[2:], '{') "
-        "AND NOT contains(line, '[') AND NOT contains(line, 'NaN') "
-        "AND NOT contains(line, 'Infinity') AND NOT contains(line, '\\') "
-        "AND NOT ends_with(rtrim(line[:-2], ' \t'), ',') AND json_valid(line)"
+        "starts_with(line, '{') AND ends_with(line, '}') AND NOT ends_with(line, ',}') "
+        "AND NOT ends_with(line, ', }') AND NOT contains(line, ',\t') "
+        "AND NOT contains(line, ',\r') AND NOT contains(line, ',  ') "
+        "AND NOT contains(line, ', \t') AND NOT contains(line, ', \r') "
+        "AND NOT contains(line, 'NaN') AND NOT contains(line, 'Infinity') "
+        "AND NOT contains(line, '\\') AND NOT contains(line, '[') "
+        # flat: one brace, so no nested object (and no repeated key below the top level)
+        "AND length(line) - length(replace(line, '{', '')) = 1 AND json_valid(line)"
     )
-    con.execute(f"""
-        INSERT INTO raw_text
+    return f"""
         WITH files AS (
             SELECT filename AS source, string_split(content, chr(10)) AS lines
             FROM read_text({files})
@@ -159,27 +172,25 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, paths: list[str]) -> dict[str, i
             FROM (SELECT source, position,
                          CASE WHEN ends_with(text, chr(13)) THEN text[:-2] ELSE text END AS t
                   FROM split)
-        ), records AS (
-            SELECT source, position, line,
-                   CASE WHEN {plain} THEN json_extract(line, {json_paths}) END AS v
-            FROM cleaned WHERE NOT regexp_full_match(line, '[ \t\r]*')
-        ), typed AS (
-            SELECT source, position, line, v,
-                   v IS NOT NULL AND {' AND '.join(types_ok)}
-                   AND len(json_keys(line)) = {present} AS fast
-            FROM records
+            WHERE NOT regexp_full_match(t, '[ \t\r]*')
+        ), parsed AS (
+            SELECT source, position, line, p,
+                   CASE WHEN p THEN json_type(line, {json_paths}) END AS t,
+                   CASE WHEN p THEN json_extract_string(line, {json_paths}) END AS s,
+                   CASE WHEN p THEN json_keys(line) END AS keys
+            FROM (SELECT *, {plain} AS p FROM cleaned)
+        ), judged AS (
+            SELECT *, coalesce(p AND {types_ok}
+                -- no repeated key: only contract keys, or distinct extra keys
+                AND CASE WHEN len(keys) = {present} THEN true
+                         ELSE list_unique(keys) = len(keys) END, false) AS fast
+            FROM parsed
         )
         SELECT source, position, line, fast,
-               {', '.join(f"CASE WHEN fast THEN {v.rsplit(' AS ', 1)[0]} END" for v in values)}
-        FROM typed
-    """)
-    del amount
-    rows = con.execute(
-        f"SELECT source, count(*) FROM raw_text WHERE source IN {_in(paths)} GROUP BY source"
-    ).fetchall()
-    counts = dict.fromkeys(paths, 0)
-    counts.update({source: n for source, n in rows})
-    return counts
+               {', '.join(f"CASE WHEN fast THEN {v.rsplit(' AS ', 1)[0]} END AS {n}"
+                         for v, n in zip(values, EVENT_FIELDS, strict=True))}
+        FROM judged
+    """
 
 
 def _in(values: list[str]) -> str:

@@ -79,56 +79,65 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) ->
 # --------------------------------------------------------------------------- validate
 
 
-def validate(con: duckdb.DuckDBPyConnection, arrow_raw: list[pa.Table]) -> None:
-    """``raw_text`` (+ records read by the Arrow reader) -> ``events`` (EVENT_SCHEMA
-    columns) and ``rejects`` (REJECT_SCHEMA)."""
+def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
+             arrow_raw: list[pa.Table]) -> dict[str, int]:
+    """Raw rows (``read.raw_relations`` + records read by the Arrow reader) -> ``events``
+    (a view: EVENT_SCHEMA columns) and ``rejects`` (REJECT_SCHEMA). Returns the number
+    of records per source DuckDB read."""
     currencies = ", ".join(f"({literal(c)}, {m})" for c, m in sorted(CURRENCY_MINOR_UNITS.items()))
     con.execute(f"CREATE OR REPLACE TEMP TABLE currencies (code VARCHAR, minor INTEGER); "
                 f"INSERT INTO currencies VALUES {currencies}")
+    amount = f"TRY_CAST(r.amount AS DECIMAL(16,{AMOUNT_SCALE}))"
     sign = "CASE r.event_type " + " ".join(
-        f"WHEN {literal(t)} THEN CAST(r.amount AS DECIMAL(16,{AMOUNT_SCALE})) "
-        f"{_SQL_SIGN[AMOUNT_SIGN_RULES[t]]}" for t in EVENT_TYPES) + " END"
+        f"WHEN {literal(t)} THEN {amount} {_SQL_SIGN[AMOUNT_SIGN_RULES[t]]}"
+        for t in EVENT_TYPES) + " END"
     ids = " AND ".join(
         f"strlen(r.{f}) BETWEEN 1 AND {MAX_ID_LENGTH} AND r.{f}[1] BETWEEN '!' AND '~'"
         for f in ID_FIELDS)
     fraction = ("CASE WHEN strpos(r.amount, '.') > 0 "
                 "THEN length(r.amount) - strpos(r.amount, '.') ELSE 0 END")
+    plain = (f"r.fast AND {ids} AND r.event_type IN {_in(EVENT_TYPES)} "
+             f"AND regexp_full_match(r.event_time, {literal(_PLAIN_TIME)}) "
+             "AND r.event_time[1:4] BETWEEN '0002' AND '9998' "
+             f"AND regexp_full_match(r.amount, {literal(_PLAIN_AMOUNT)})")
+    ok = f"ts IS NOT NULL AND minor IS NOT NULL AND {fraction} <= minor AND {sign}"
+    raw = " UNION ALL ".join(f"({relation})" for relation in relations) or (
+        "SELECT NULL::VARCHAR AS source, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
+        "false AS fast, " + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
+        + " WHERE false")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE checked AS
-        SELECT r.*, CASE WHEN plain THEN try_cast(r.event_time AS TIMESTAMPTZ) END AS ts,
-               c.minor
-        FROM (SELECT *, fast AND {ids.replace('r.', '')}
-                        AND event_type IN {_in(EVENT_TYPES)}
-                        AND regexp_full_match(event_time, {literal(_PLAIN_TIME)})
-                        AND event_time[1:4] BETWEEN '0002' AND '9998'
-                        AND regexp_full_match(amount, {literal(_PLAIN_AMOUNT)}) AS plain
-              FROM raw_text) r
-        LEFT JOIN currencies c ON c.code = r.currency
+        CREATE OR REPLACE TABLE checked AS
+        SELECT r.source, r.position, coalesce({ok}, false) AS ok,
+               CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line,
+               {', '.join('r.' + f for f in EVENT_FIELDS if f not in ('event_time', 'amount'))},
+               CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.event_time END
+                   AS event_time_text,
+               CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.amount END AS amount_text,
+               r.ts AS event_time, CASE WHEN coalesce({ok}, false) THEN {amount} END AS amount
+        FROM (SELECT r.*, CASE WHEN {plain} THEN try_cast(r.event_time AS TIMESTAMPTZ) END AS ts,
+                     c.minor
+              FROM ({raw}) r LEFT JOIN currencies c ON c.code = r.currency) r
     """)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE events AS
-        SELECT r.event_id, r.event_type, r.ts AS event_time, r.deal_id, r.account_id,
-               CAST(r.amount AS DECIMAL(16,{AMOUNT_SCALE})) AS amount, r.currency,
-               nullif(r.stage, '') AS stage, nullif(r.product, '') AS product,
-               nullif(r.opportunity_owner_id, '') AS opportunity_owner_id,
-               r.source, r.position
-        FROM checked r
-        WHERE r.plain AND r.ts IS NOT NULL AND r.minor IS NOT NULL
-          AND {fraction} <= r.minor AND {sign}
-    """)
+    counts = dict(con.execute("SELECT source, count(*) FROM checked GROUP BY source").fetchall())
     con.execute(f"CREATE OR REPLACE TABLE rejects ({_ddl(REJECT_SCHEMA)})")
+    con.execute(f"CREATE OR REPLACE TABLE slow_events ({_ddl(EVENT_SCHEMA)})")
     # Everything else is judged by the rule functions, as the Beam graph judges it.
     doubtful = _arrow(con, f"""
-        SELECT r.source, r.position, r.line, r.fast, {', '.join('r.' + f for f in EVENT_FIELDS)}
-        FROM checked r ANTI JOIN events e ON e.source = r.source AND e.position = r.position
-        ORDER BY r.source, r.position
+        SELECT source, position, line, event_time_text AS event_time, amount_text AS amount,
+               {', '.join(f for f in EVENT_FIELDS if f not in ('event_time', 'amount'))}
+        FROM checked WHERE NOT ok ORDER BY source, position
     """)
-    con.execute("DROP TABLE checked")
-    for raw in [_raw_records(doubtful), *arrow_raw]:
-        if raw.num_rows:
-            events, rejects = validate_events(raw)
-            _insert_arrow(con, "events", events)
+    for raw_rows in [_raw_records(doubtful), *arrow_raw]:
+        if raw_rows.num_rows:
+            events, rejects = validate_events(raw_rows)
+            _insert_arrow(con, "slow_events", events)
             _insert_arrow(con, "rejects", rejects)
+    con.execute(f"""
+        CREATE OR REPLACE VIEW events AS
+        SELECT {_EVENT_COLUMNS} FROM checked WHERE ok
+        UNION ALL SELECT {_EVENT_COLUMNS} FROM slow_events
+    """)
+    return counts
 
 
 def _raw_records(doubtful: pa.Table) -> pa.Table:
@@ -173,17 +182,18 @@ def deduplicate_events(con: duckdb.DuckDBPyConnection, published: pa.Table | Non
     con.unregister("_published_ids")
     contested = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM events SEMI JOIN contested_ids "
                             "USING (event_id)").cast(EVENT_SCHEMA)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE unique_events AS
-        SELECT {_EVENT_COLUMNS} FROM events ANTI JOIN contested_ids USING (event_id)
-    """)
+    con.execute(f"CREATE OR REPLACE TABLE winners ({_ddl(EVENT_SCHEMA)})")
     con.execute(f"CREATE OR REPLACE TABLE duplicates ({_ddl(DUPLICATE_SCHEMA)})")
     if contested.num_rows:
         result = deduplicate(contested, published)
-        _insert_arrow(con, "unique_events", result.unique.select(EVENT_SCHEMA.names))
+        _insert_arrow(con, "winners", result.unique.select(EVENT_SCHEMA.names))
         _insert_arrow(con, "duplicates", result.duplicates)
         _insert_arrow(con, "rejects", result.conflicts)
-    con.execute("DROP TABLE contested_ids")
+    con.execute(f"""
+        CREATE OR REPLACE VIEW unique_events AS
+        SELECT {_EVENT_COLUMNS} FROM events ANTI JOIN contested_ids USING (event_id)
+        UNION ALL SELECT {_EVENT_COLUMNS} FROM winners
+    """)
 
 
 # --------------------------------------------------------------------------- convert
@@ -204,14 +214,23 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
     """)
     con.unregister("_fx")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE priced AS
+        CREATE OR REPLACE TEMP TABLE day_rates AS
+        WITH pairs AS (
+            SELECT DISTINCT currency, CAST(timezone('UTC', event_time) AS DATE) AS utc_day
+            FROM unique_events
+        )
+        SELECT p.currency, p.utc_day,
+               CASE WHEN p.currency = {literal(reporting_currency)}
+                    THEN {10 ** RATE_SCALE}::BIGINT ELSE fx.rate_units END AS rate_units
+        FROM pairs p ASOF LEFT JOIN fx ON p.currency = fx.currency AND p.utc_day >= fx.rate_date
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE VIEW priced AS
         WITH r AS (
-            SELECT e.*,
-                   CASE WHEN e.currency = {literal(reporting_currency)}
-                        THEN {10 ** RATE_SCALE}::BIGINT ELSE fx.rate_units END AS rate_units
-            FROM (SELECT *, CAST(timezone('UTC', event_time) AS DATE) AS utc_day
-                  FROM unique_events) e
-            ASOF LEFT JOIN fx ON e.currency = fx.currency AND e.utc_day >= fx.rate_date
+            SELECT e.*, d.rate_units
+            FROM unique_events e LEFT JOIN day_rates d
+              ON d.currency = e.currency
+             AND d.utc_day = CAST(timezone('UTC', e.event_time) AS DATE)
         ), p AS (
             SELECT *, CAST(amount * {10 ** AMOUNT_SCALE} AS BIGINT)::HUGEINT * rate_units
                       AS scaled
@@ -220,7 +239,7 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
             SELECT *, abs(scaled) // {divisor} AS quotient, abs(scaled) % {divisor} AS rest
             FROM p
         )
-        SELECT * EXCLUDE (scaled, quotient, rest, utc_day),
+        SELECT * EXCLUDE (scaled, quotient, rest),
                sign(scaled) * (quotient + CASE
                    WHEN 2 * rest > {divisor} THEN 1
                    WHEN 2 * rest = {divisor} AND quotient % 2 = 1 THEN 1 ELSE 0 END) AS units
@@ -228,7 +247,7 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
     """)
     scale_up = 10 ** (OUTPUT_SCALE - digits)
     con.execute(f"""
-        CREATE OR REPLACE TABLE converted AS
+        CREATE OR REPLACE VIEW converted AS
         SELECT * EXCLUDE (rate_units, units),
                CAST(CAST(units * {scale_up} AS DECIMAL(38,0)) * 0.01 AS DECIMAL(18,2))
                AS amount_reporting
@@ -236,8 +255,6 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
     """)
     refused = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM priced "
                           f"WHERE rate_units IS NULL OR abs(units) >= {limit}")
-    con.execute("DROP TABLE priced")
-    con.execute("DROP TABLE unique_events")
     if refused.num_rows:
         accepted, rejects = convert_to_reporting(
             refused.cast(EVENT_SCHEMA), fx_rates, reporting_currency)
@@ -298,7 +315,6 @@ def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
     for name in ("account_managers", "account_territories", "territory_managers"):
         con.unregister(f"_tl_{name}")
     con.unregister("_known")
-    con.execute("DROP TABLE converted")
 
 
 def aggregate_sql(view: str) -> str:

@@ -1,0 +1,50 @@
+"""The flags of a batch run, shared by both executors (no Beam import here).
+
+``AttributionOptions`` (the Beam graph's PipelineOptions) adds these same flags;
+the embedded engine parses them with plain ``argparse``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from schemas.money import DEFAULT_REPORTING_CURRENCY
+
+
+def add_run_arguments(parser) -> None:  # noqa: ANN001 (argparse or Beam's parser)
+    parser.add_argument("--events",
+                        help="Glob or directory of event files (.jsonl, .csv, .parquet).")
+    parser.add_argument("--reference", help="Directory holding the seven reference tables.")
+    parser.add_argument("--db", default="out/revenue.duckdb", help="DuckDB output file.")
+    parser.add_argument("--reporting_currency", default=DEFAULT_REPORTING_CURRENCY,
+                        help="ISO 4217 code every amount is converted to.")
+    parser.add_argument("--fiscal_year_start_month", type=int, default=1,
+                        help="First month (1-12) of the fiscal year, for the quarterly views.")
+    parser.add_argument("--batch_rows", type=int, default=65536,
+                        help="Rows per Arrow batch on the hot path.")
+    parser.add_argument("--shards", type=int, default=16,
+                        help="Deduplication shards (parallelism of the event_id shuffle).")
+    parser.add_argument("--staging_dir", default=None,
+                        help="Where the run stages its outputs (default: next to --db).")
+    parser.add_argument("--run_id", default=None, help="Run identifier (default: generated).")
+    parser.add_argument("--checks", default=True, type=flag,
+                        help="Run the data-quality suites at every stage (true/false).")
+    parser.add_argument("--quality_page", default=None,
+                        help="Write the run's data-quality page (HTML) to this path.")
+
+
+def flag(text: str) -> bool:
+    """'true'/'false' (and yes/no, 1/0) for boolean pipeline options."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_run_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The run flags of ``argv`` (unknown flags, e.g. Beam's, are an error here)."""
+    parser = argparse.ArgumentParser(prog="revattr run", add_help=False)
+    add_run_arguments(parser)
+    return parser.parse_args(argv or [])
