@@ -192,7 +192,7 @@ def _follower(argv: list[str]) -> int:
     import resource
 
     import pipelines.follow as follow
-    import pipelines.local_run as local_run
+    import pipelines.quality.stage_check as stage_check
     from pipelines.io.duckdb_publisher import PublishedEvents
     from pipelines.io.publication import Publication
 
@@ -207,8 +207,8 @@ def _follower(argv: list[str]) -> int:
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
         return wrapper
 
-    follow.stage_locally = timed("stage", follow.stage_locally)
-    local_run.run_stage_check = timed("checks", local_run.run_stage_check)
+    follow.stage_embedded = timed("stage", follow.stage_embedded)
+    stage_check.run_stage_check = timed("checks", stage_check.run_stage_check)
     PublishedEvents.lookup = timed("history", PublishedEvents.lookup)
     Publication.publish = timed("publish", Publication.publish)
     # Export = the version's Parquet parts and marker, then compaction and clean-up.

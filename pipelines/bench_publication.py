@@ -29,8 +29,8 @@ from pipelines.bench import REPO_ROOT, append_results, ensure_dataset, machine_i
 from pipelines.io.duckdb_publisher import PublishedEvents, RunInfo
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
-from pipelines.local_run import stage_locally
-from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.embedded.engine import stage_embedded
+from pipelines.rules.enrich import EnrichmentTimelines
 
 PROBE_EVENTS = 5_000
 STEP_EVENTS = 1_000_000
@@ -46,7 +46,7 @@ def _publish(pub: Publication, paths: list[str], reference, index, work: Path, l
     run = RunInfo(f"{label}-{time.time_ns()}", "bench", dt.datetime.now(dt.UTC))
     staging = work / "staging" / run.run_id
     started = time.perf_counter()
-    stage_locally(paths, reference, index, staging, run.run_id,
+    stage_embedded(paths, reference, index, staging, run.run_id,
                   history=PublishedEvents(pub.store), checks=False)
     staged = time.perf_counter() - started
     summary = pub.publish(staging, run, reference)
@@ -58,7 +58,7 @@ def _publish(pub: Publication, paths: list[str], reference, index, work: Path, l
 def run(history: list[int], probes: int, work: Path) -> list[dict]:
     data = ensure_dataset(REPO_ROOT / "bench" / "data", STEP_EVENTS, "parquet")
     reference = load_reference(data / "reference")
-    index = EnrichmentIndex.build(reference)
+    index = EnrichmentTimelines.build(reference)
     events = pa.concat_tables(
         pq.read_table(p) for p in sorted((data / "events").glob("*.parquet"))
     )

@@ -3,8 +3,8 @@
 Producers write ``name.jsonl.tmp`` (or ``.csv``/``.parquet``) and rename it to
 ``name.jsonl`` when complete. Each poll takes the complete files in name order
 (up to ``max_files`` at a time) and runs the batch steps on them in this
-process (``pipelines.local_run``: a Beam runner's start-up would exceed the
-latency budget), then publishes them as one version (``Publication``).
+process on the embedded engine (``pipelines.embedded``: a Beam runner's start-up
+would exceed the latency budget), then publishes them as one version (``Publication``).
 
 Exactly once: the ledger row of each file (name, size, sha256) is written in
 the same store transaction as the run that applies it; only then is the file
@@ -49,8 +49,8 @@ from pipelines.io.duckdb_publisher import (
 from pipelines.io.duckdb_sql import fetch_all, table_names
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
-from pipelines.local_run import stage_locally
-from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.embedded.engine import stage_embedded
+from pipelines.rules.enrich import EnrichmentTimelines
 
 EVENT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 APPLIED, QUARANTINED = "applied", "quarantined"
@@ -130,7 +130,7 @@ class Follower:
         self.applied_dir = settings.landing / "applied"
         self.quarantine_dir = settings.landing / "quarantine"
         self.reference: dict[str, pa.Table] | None = None
-        self.index: EnrichmentIndex | None = None
+        self.timelines: EnrichmentTimelines | None = None
         self.reference_results: pa.Table | None = None  # its checks, run once per snapshot
         self._reference_signature: tuple | None = None
         self._stop = False
@@ -198,7 +198,7 @@ class Follower:
             return
         try:
             reference = load_reference(self.s.reference)
-            index = EnrichmentIndex.build(reference)
+            timelines = EnrichmentTimelines.build(reference)
             results = self._check_reference(reference)
         except UserError as error:
             if self.reference is None:
@@ -206,7 +206,7 @@ class Follower:
             self.say(f"reference not reloaded, previous one kept: {error}")
             self._reference_signature = signature  # retried when the files change again
             return
-        self.reference, self.index, self.reference_results = reference, index, results
+        self.reference, self.timelines, self.reference_results = reference, timelines, results
         self._reference_signature = signature
         self.say("reference loaded")
 
@@ -291,10 +291,10 @@ class Follower:
         run = RunInfo(f"follow-{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}", "follow", now)
         staging = self.staging_root / run.run_id
         try:
-            stage_locally(
+            stage_embedded(
                 [str(f.path) for f in files],
                 self.reference,
-                self.index,
+                self.timelines,
                 staging,
                 run.run_id,
                 reporting_currency=self.s.reporting_currency,

@@ -334,17 +334,17 @@ def test_a_file_failing_a_critical_check_is_quarantined_whole_while_the_others_a
     # enrichment guarantee the enriched_events ones, and the views reconcile by
     # construction. So the real checks run (checks=True) and one more critical
     # result, failed, is staged for the runs that include f01.jsonl.
-    real = follow_module.stage_locally
+    real = follow_module.stage_embedded
 
-    def stage_with_a_failure(paths, reference, index, staging, run_id, **kwargs):
-        real(paths, reference, index, staging, run_id, **kwargs)
+    def stage_with_a_failure(paths, reference, timelines, staging, run_id, **kwargs):
+        real(paths, reference, timelines, staging, run_id, **kwargs)
         if any(Path(p).name == "f01.jsonl" for p in paths):
             row = {"stage": "parsed", "suite": "raw_events", "expectation": INJECTED,
                    "severity": "critical", "success": False,
                    "observed": "1 unexpected value (injected by the test)", "examples": None}
             write_part(staging, "dq_results", pa.Table.from_pylist([row], CHECK_RESULT_SCHEMA))
 
-    monkeypatch.setattr(follow_module, "stage_locally", stage_with_a_failure)
+    monkeypatch.setattr(follow_module, "stage_embedded", stage_with_a_failure)
     files = split(dataset, tmp_path / "src", 4)
     landing = tmp_path / "landing"
     landing.mkdir()

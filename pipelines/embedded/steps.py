@@ -39,6 +39,7 @@ from schemas.events import (
     EVENT_TYPES,
     ID_FIELDS,
     MAX_ID_LENGTH,
+    OPTIONAL_FIELDS,
     RAW_EVENT_SCHEMA,
 )
 from schemas.money import CURRENCY_MINOR_UNITS
@@ -109,7 +110,8 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
         CREATE OR REPLACE TABLE checked AS
         SELECT r.source, r.position, coalesce({ok}, false) AS ok,
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line,
-               {', '.join('r.' + f for f in EVENT_FIELDS if f not in ('event_time', 'amount'))},
+               {', '.join(('nullif(r.' + f + ", '') AS " + f) if f in OPTIONAL_FIELDS else 'r.' + f
+                          for f in EVENT_FIELDS if f not in ('event_time', 'amount'))},
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.event_time END
                    AS event_time_text,
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.amount END AS amount_text,
@@ -232,7 +234,8 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
               ON d.currency = e.currency
              AND d.utc_day = CAST(timezone('UTC', e.event_time) AS DATE)
         ), p AS (
-            SELECT *, CAST(amount * {10 ** AMOUNT_SCALE} AS BIGINT)::HUGEINT * rate_units
+            SELECT *, CAST(CAST(amount AS DECIMAL(38,{AMOUNT_SCALE})) * {10 ** AMOUNT_SCALE} AS BIGINT)::HUGEINT
+                      * rate_units
                       AS scaled
             FROM r
         ), q AS (

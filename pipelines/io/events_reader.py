@@ -396,6 +396,7 @@ class _JsonlReader:
             rejected = {int(where[i]): line for i, line in sub_rejected.items()}
             rejected.update({int(i): _read_line(raw[int(i)].as_py())
                              for i in np.flatnonzero(suspect)})
+        rejected.update(_verified(raw, fields, rejected))
         if not rejected:
             return _assemble(fields, n, self.path, positions, raw)
         reasons: list[str | None] = [None] * n
@@ -720,23 +721,58 @@ def _read_line(text: str) -> _Line:
     return _Line(fields)
 
 
+def _verified(raw: pa.Array, fields: dict[str, pa.Array], rejected: dict[int, _Line],
+              ) -> dict[int, _Line]:
+    """{index: json.loads verdict} for lines Arrow read but may have read too kindly.
+
+    Arrow skips fields outside the schema without looking inside them: a key given
+    twice there, a nested object with a repeated key, NaN or Infinity would pass.
+    Lines that could hide one (more key separators than contract fields read, more
+    than one object, NaN/Infinity anywhere) are read again with json.loads, whose
+    verdict stands; plain lines (the usual case) are not.
+    """
+    n = len(raw)
+    if n == 0:
+        return {}
+    present = np.zeros(n, dtype=np.int64)
+    for values in fields.values():
+        present += _as_bool(pc.is_valid(values)).astype(np.int64)
+    separators = pc.count_substring(raw, '":').to_numpy(zero_copy_only=False)
+    braces = pc.count_substring(raw, "{").to_numpy(zero_copy_only=False)
+    odd = _as_bool(pc.match_substring_regex(raw, "NaN|Infinity"))
+    doubtful = (separators != present) | (braces > 1) | odd
+    if rejected:
+        doubtful[list(rejected)] = False
+    out = {}
+    for i in np.flatnonzero(doubtful):
+        line = _read_line(raw[int(i)].as_py())
+        if line.reason is not None:
+            out[int(i)] = line
+    return out
+
+
 def read_json_lines(texts: list[str], sources: list[str], positions: list[int]) -> pa.Table:
-    """RAW_EVENT_SCHEMA rows for JSONL lines read one by one with ``json.loads``: what
-    this reader makes of a line it cannot hand to Arrow (``raw`` is the line)."""
-    read = [_read_line(text) for text in texts]
-    fields = {
-        name: pa.array([(line.fields or {}).get(name) for line in read], pa.string())
-        for name in EVENT_FIELDS
+    """RAW_EVENT_SCHEMA rows for JSONL lines (non-blank, without terminators), read
+    exactly as this reader reads them in their files: Arrow first, ``json.loads``
+    for what Arrow refuses. ``raw`` is the line."""
+    n = len(texts)
+    if n == 0:
+        return RAW_EVENT_SCHEMA.empty_table()
+    buffer = "\n".join(texts).encode("utf-8") + b"\n"
+    reader = _JsonlReader("<lines>", batch_rows=n, use_threads=False)
+    parsed = pa.Table.from_batches(list(reader._chunk(buffer, len(buffer), 0)),
+                                   schema=RAW_EVENT_SCHEMA)
+    if parsed.num_rows != n:
+        raise RuntimeError(f"bug: {n} lines read as {parsed.num_rows} records")
+    order = parsed["position"].to_numpy() - 1  # line k of the buffer is texts[k - 1]
+    columns = {
+        "source": pa.array(sources, pa.string()).take(pa.array(order)),
+        "position": pa.array(positions, pa.int64()).take(pa.array(order)),
     }
-    null = pa.nulls(len(texts), pa.string())
-    columns = [fields[name] for name in EVENT_FIELDS] + [
-        pa.array(sources, pa.string()),
-        pa.array(positions, pa.int64()),
-        pa.array(texts, pa.string()),
-        pa.array([line.reason for line in read], pa.string()) if read else null,
-        pa.array([line.detail for line in read], pa.string()) if read else null,
-    ]
-    return pa.Table.from_arrays(columns, schema=RAW_EVENT_SCHEMA)
+    for name, values in columns.items():
+        parsed = parsed.set_column(parsed.schema.get_field_index(name),
+                                   RAW_EVENT_SCHEMA.field(name), values)
+    return parsed
 
 
 def classify_json_line(text: str) -> tuple[str | None, str | None]:

@@ -1,14 +1,17 @@
 """One stage check without a runner: reduce each input's batches, build frames, run the suite.
 
-Pure (pyarrow/numpy; GX only when ``run_suite`` runs). ``CheckStage`` runs the same
+Pure (pyarrow/numpy; GX only with ``runner="gx"``). ``CheckStage`` runs the same
 steps as a Beam ``CombineGlobally`` per input (``InputReducer`` is its
 ``CombineFn`` logic) followed by ``check_reduced``; ``run_stage_check`` folds
-in-memory batches through them (the local executor, ``pipelines.local_run``).
+in-memory batches through them (the embedded engine, ``pipelines.embedded``).
 
 Sampling: of every batch the rows 0, k, 2k, ... are kept, with
 k = ceil(batch rows / ``sample_rows_per_batch``) (``None``: every row); the
 combined sample is bounded by ``max_rows``, thinned the same way when it grows
 past it. Totals and daily sums are exact, never sampled.
+
+``runner`` picks the suite runner: ``"native"`` (``native_runner``, pyarrow; the
+default) or ``"gx"`` (``gx_runner``, Great Expectations); same results.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipelines.quality import stage_frames as sf
-from pipelines.quality.gx_runner import DEFAULT_MAX_ROWS, run_suite
+from pipelines.quality.results import DEFAULT_MAX_ROWS, runner_module
 
 DEFAULT_SAMPLE_ROWS_PER_BATCH = 5000
 
@@ -104,7 +107,7 @@ def reductions(suite: str) -> list[tuple[str, str, str]]:
 
 
 def check_reduced(stage: str, suite: str, reduced: Mapping[str, tuple[pa.Table, int]],
-                  parameters: dict | None = None) -> pa.Table:
+                  parameters: dict | None = None, *, runner: str = "native") -> pa.Table:
     """Build the suite's frames from its reduced inputs (key -> (table, rows seen)) and
     validate them; frames built from a sample say so in ``observed``."""
     keys = reductions(suite)
@@ -122,7 +125,7 @@ def check_reduced(stage: str, suite: str, reduced: Mapping[str, tuple[pa.Table, 
         ]
         if parts:
             notes[frame] = "; ".join(parts)
-    return run_suite(stage, suite, frames, parameters, notes=notes)
+    return runner_module(runner).run_suite(stage, suite, frames, parameters, notes=notes)
 
 
 def run_stage_check(
@@ -132,13 +135,16 @@ def run_stage_check(
     sample_rows_per_batch: int | None = DEFAULT_SAMPLE_ROWS_PER_BATCH,
     parameters: dict | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    *,
+    runner: str = "native",
 ) -> pa.Table:
     """``CheckStage`` on in-memory batches: ``inputs`` maps each input the suite reads
     (``stage_frames.INPUTS``) to its batches; returns ``CHECK_RESULT_SCHEMA`` rows."""
+    runner_module(runner)  # an unknown runner fails before any work
     check_settings(suite, sample_rows_per_batch)
     check_input_names(suite, inputs)
     reduced = {
         key: InputReducer(kind, name, sample_rows_per_batch, max_rows).reduce(inputs[name])
         for key, name, kind in reductions(suite)
     }
-    return check_reduced(stage, suite, reduced, parameters)
+    return check_reduced(stage, suite, reduced, parameters, runner=runner)

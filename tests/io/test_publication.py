@@ -1,6 +1,6 @@
 """Publishing to readers: catalog views over committed Parquet parts (pipelines/io/publication.py).
 
-Runs are staged in-process (``stage_locally``) from a small generated data set
+Runs are staged in-process (``stage_embedded``) from a small generated data set
 split into several event files, so that each file is one run, one version, and
 every run brings late events for days an earlier run already published.
 """
@@ -30,8 +30,8 @@ from pipelines.io.catalog import Layout, commit_name, part_name
 from pipelines.io.duckdb_publisher import PublishedEvents, RunInfo, RunSummary
 from pipelines.io.publication import Part, Publication
 from pipelines.io.reference_loader import load_reference
-from pipelines.local_run import stage_locally
-from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.embedded.engine import stage_embedded
+from pipelines.rules.enrich import EnrichmentTimelines
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT
 from schemas.reference import REFERENCE_TABLES
 from tests.utils import copy_database
@@ -55,7 +55,7 @@ class Dataset:
     chunks: list[Path]
     reference_dir: Path
     reference: dict[str, pa.Table]
-    index: EnrichmentIndex
+    timelines: EnrichmentTimelines
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def dataset(tmp_path_factory) -> Dataset:
         chunk.write_text("".join(lines[i::CHUNKS]), encoding="utf-8")
         chunks.append(chunk)
     reference = load_reference(root / "reference")
-    return Dataset(chunks, root / "reference", reference, EnrichmentIndex.build(reference))
+    return Dataset(chunks, root / "reference", reference, EnrichmentTimelines.build(reference))
 
 
 def publish_chunk(
@@ -82,17 +82,17 @@ def publish_chunk(
     data: Dataset,
     chunk: int,
     reference: dict[str, pa.Table] | None = None,
-    index: EnrichmentIndex | None = None,
+    timelines: EnrichmentTimelines | None = None,
 ) -> RunSummary:
     """Stage one event file in-process and publish it; the run must succeed."""
     reference = data.reference if reference is None else reference
-    index = data.index if index is None else index
+    timelines = data.timelines if timelines is None else timelines
     run_id = f"run-{chunk}-{time.monotonic_ns()}"
     staging = publication.layout.root.parent / ".staging" / run_id
-    stage_locally(
+    stage_embedded(
         [str(data.chunks[chunk])],
         reference,
-        index,
+        timelines,
         staging,
         run_id,
         checks=False,
@@ -529,7 +529,7 @@ def test_reference_tables_are_exported_only_when_the_reference_changes(copy, dat
     with accounts_csv.open("w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows(table)
     changed = load_reference(changed_dir)
-    publish_chunk(publication, dataset, PUBLISHED_RUNS + 1, changed, EnrichmentIndex.build(changed))
+    publish_chunk(publication, dataset, PUBLISHED_RUNS + 1, changed, EnrichmentTimelines.build(changed))
 
     version = publication.committed_version()
     assert version == same + 1
@@ -634,10 +634,10 @@ def test_a_failed_run_publishes_its_run_row_but_neither_its_facts_nor_its_refere
 
     run_id = "run-failing"
     staging = tmp_path / "staging"
-    stage_locally(
+    stage_embedded(
         [str(dataset.chunks[PUBLISHED_RUNS])],
         changed,
-        EnrichmentIndex.build(changed),
+        EnrichmentTimelines.build(changed),
         staging,
         run_id,
         checks=False,
@@ -660,7 +660,7 @@ def test_a_failed_run_publishes_its_run_row_but_neither_its_facts_nor_its_refere
     assert_catalog_equals_store(copy)
 
     # the next successful run with that reference does export it
-    publish_chunk(publication, dataset, PUBLISHED_RUNS, changed, EnrichmentIndex.build(changed))
+    publish_chunk(publication, dataset, PUBLISHED_RUNS, changed, EnrichmentTimelines.build(changed))
     with duckdb.connect(str(copy), read_only=True) as con:
         assert count(con, "people") == changed["people"].num_rows
     assert_catalog_equals_store(copy, [*REFERENCE_TABLES, "pipeline_runs"])
