@@ -15,7 +15,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
+from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary
+from pipelines.io.publication import PublishedEvents
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
@@ -163,7 +164,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         reporting_currency=opts.reporting_currency,
         batch_rows=opts.batch_rows,
         shards=opts.shards,
-        history=PublishedEvents(publication.store),
+        history=PublishedEvents(publication.layout.catalog),
         checks=opts.checks,
     )
     try:

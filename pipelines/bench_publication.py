@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.bench import REPO_ROOT, append_results, ensure_dataset, machine_info
-from pipelines.io.duckdb_publisher import PublishedEvents, RunInfo
+from pipelines.io.duckdb_publisher import RunInfo
+from pipelines.io.publication import PublishedEvents
 from pipelines.io.publication import Publication
 from pipelines.io.reference_loader import load_reference
 from pipelines.embedded.engine import stage_embedded
@@ -47,7 +48,7 @@ def _publish(pub: Publication, paths: list[str], reference, index, work: Path, l
     staging = work / "staging" / run.run_id
     started = time.perf_counter()
     stage_embedded(paths, reference, index, staging, run.run_id,
-                  history=PublishedEvents(pub.store), checks=False)
+                  history=PublishedEvents(pub.layout.catalog), checks=False)
     staged = time.perf_counter() - started
     summary = pub.publish(staging, run, reference)
     if summary.status != "succeeded":

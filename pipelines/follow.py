@@ -38,18 +38,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import (
-    DuckDBPublisher,
-    PublishedEvents,
-    RunInfo,
-    RunSummary,
-    connect,
-)
-from pipelines.io.duckdb_sql import fetch_all, table_names
-from pipelines.io.publication import Publication
-from pipelines.io.reference_loader import load_reference
 from pipelines.embedded.engine import stage_embedded
+from pipelines.errors import UserError
+from pipelines.io.duckdb_publisher import RunInfo, RunSummary, connect
+from pipelines.io.duckdb_sql import fetch_all, table_names
+from pipelines.io.publication import Publication, PublishedEvents
+from pipelines.io.reference_loader import load_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 
 EVENT_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -298,7 +292,7 @@ class Follower:
                 staging,
                 run.run_id,
                 reporting_currency=self.s.reporting_currency,
-                history=PublishedEvents(self.publication.store),
+                history=PublishedEvents(self.publication.layout.catalog),
                 checks=self.s.checks,
                 known_results=(
                     {"reference": self.reference_results}
@@ -322,7 +316,7 @@ class Follower:
     def _quarantine_unreadable(self, file: LandingFile, reason: str, outcome: BatchOutcome) -> None:
         con = connect(self.publication.store)  # the folders exist: start() prepared them
         try:
-            DuckDBPublisher(self.publication.store).ensure_schema(con)
+            self.publication.publisher().ensure_schema(con)
             _record_file(con, file, "", QUARANTINED, reason)
         finally:
             con.close()

@@ -182,11 +182,12 @@ def create_table_sql(name: str, schema: pa.Schema, primary_key: tuple[str, ...] 
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(columns) + "\n)"
 
 
-def output_ddl() -> list[str]:
-    """DDL for every output table (reference snapshots are replaced per run)."""
+def output_ddl(exclude: tuple[str, ...] = ()) -> list[str]:
+    """DDL for every output table but ``exclude`` (reference snapshots are replaced per run)."""
     return [
         create_table_sql(name, schema, PRIMARY_KEYS.get(name, ()))
         for name, schema in OUTPUT_TABLES.items()
+        if name not in exclude
     ]
 
 
@@ -223,8 +224,13 @@ FROM {view} GROUP BY ALL""",
     ]
 
 
-def view_sql(fiscal_year_start_month: int = 1) -> list[str]:
-    """``CREATE OR REPLACE VIEW`` statements for every derived relation."""
+def view_sql(fiscal_year_start_month: int = 1, daily_facts: str | None = None) -> list[str]:
+    """``CREATE OR REPLACE VIEW`` statements for every derived relation.
+
+    ``daily_facts``: a table of per-day fact totals (``DAILY_FACTS_SCHEMA``) the
+    reconciliation reads instead of summing ``attributed_events`` (the writer's
+    store, which does not keep the facts themselves).
+    """
     if not 1 <= fiscal_year_start_month <= 12:
         raise ValueError(f"fiscal year start month must be 1..12, got {fiscal_year_start_month}")
     rollup = f"""CREATE OR REPLACE VIEW territory_revenue_rollup AS
@@ -246,8 +252,10 @@ leaf_to_ancestor AS (
 SELECT la.ancestor_id AS territory_id, r.day, {_sum_measures("r.")}
 FROM territory_revenue r JOIN leaf_to_ancestor la ON la.territory_id = r.territory_id
 GROUP BY ALL"""
-    reconciliation = """CREATE OR REPLACE VIEW reconciliation AS
-WITH e AS (SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day),
+    events = (f"SELECT day, booked_revenue AS total FROM {daily_facts}" if daily_facts else
+              "SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day")
+    reconciliation = f"""CREATE OR REPLACE VIEW reconciliation AS
+WITH e AS ({events}),
      t AS (SELECT day, SUM(booked_revenue) AS total FROM territory_revenue GROUP BY day),
      m AS (SELECT day, SUM(booked_revenue) AS total FROM account_manager_revenue GROUP BY day),
      days AS (SELECT day FROM e UNION SELECT day FROM t UNION SELECT day FROM m)

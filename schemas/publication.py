@@ -11,7 +11,8 @@ is published with one of three kinds:
 * ``snapshot``: a version replaces the whole relation (reference tables).
 
 The writer keeps its state in a private DuckDB *store* (never opened by readers);
-``PUBLICATIONS_SCHEMA`` and ``LANDING_FILES_SCHEMA`` are tables of that store.
+``STORE_TABLES`` are tables of that store. The facts (``attributed_events``) are
+not in the store: their published parts are the record, written once per run.
 """
 
 from __future__ import annotations
@@ -102,11 +103,23 @@ LANDING_FILES_SCHEMA = pa.schema(
     ]
 )
 
+# The store does not keep the facts (their published Parquet parts are the record):
+# per day, the facts' booked revenue and count, for the reconciliation of each run.
+DAILY_FACTS_SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("booked_revenue", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("events", pa.int64(), nullable=False),
+    ]
+)
+
 STORE_TABLES: dict[str, pa.Schema] = {
     "publications": PUBLICATIONS_SCHEMA,
     "landing_files": LANDING_FILES_SCHEMA,
+    "daily_facts": DAILY_FACTS_SCHEMA,
 }
 STORE_PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "publications": ("version",),
     "landing_files": ("file_name", "sha256"),
+    "daily_facts": ("day",),
 }

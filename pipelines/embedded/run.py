@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pipelines.embedded.engine import stage_embedded
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo, RunSummary
+from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary
 from pipelines.io.events_reader import expand_event_paths
-from pipelines.io.publication import Publication
+from pipelines.io.publication import Publication, PublishedEvents
 from pipelines.io.reference_loader import load_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.run_options import parse_run_arguments
@@ -48,7 +48,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         stage_embedded(
             paths, reference, EnrichmentTimelines.build(reference), staging, run_info.run_id,
             reporting_currency=opts.reporting_currency,
-            history=PublishedEvents(publication.store),
+            history=PublishedEvents(publication.layout.catalog),
             checks=opts.checks,
             batch_rows=opts.batch_rows,
         )

@@ -58,7 +58,7 @@ _PLAIN_TIME = (
     r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
-_PLAIN_AMOUNT = r"-?[0-9]{1,%d}(\.[0-9]{1,%d})?" % (_MAX_INT_DIGITS, AMOUNT_SCALE)
+_PLAIN_AMOUNT = rf"-?[0-9]{{1,{_MAX_INT_DIGITS}}}(\.[0-9]{{1,{AMOUNT_SCALE}}})?"
 _EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
 
 
@@ -234,7 +234,8 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
               ON d.currency = e.currency
              AND d.utc_day = CAST(timezone('UTC', e.event_time) AS DATE)
         ), p AS (
-            SELECT *, CAST(CAST(amount AS DECIMAL(38,{AMOUNT_SCALE})) * {10 ** AMOUNT_SCALE} AS BIGINT)::HUGEINT
+            SELECT *, CAST(CAST(amount AS DECIMAL(38,{AMOUNT_SCALE})) * {10 ** AMOUNT_SCALE}
+                           AS BIGINT)::HUGEINT
                       * rate_units
                       AS scaled
             FROM r

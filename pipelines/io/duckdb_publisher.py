@@ -22,7 +22,6 @@ import pyarrow as pa
 from pipelines.errors import UserError
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.staging import part_files
-from schemas.events import PAYLOAD_FIELDS
 from schemas.outputs import (
     MEASURES,
     REVENUE_VIEWS,
@@ -99,30 +98,6 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
         raise UserError(f"cannot open the database: {error}", where=str(db_path)) from error
 
 
-class PublishedEvents:
-    """Looks up already published events by id, for cross-run deduplication."""
-
-    def __init__(self, db_path: str | Path) -> None:
-        self.db_path = str(db_path)
-
-    def lookup(self, event_ids: pa.Array) -> pa.Table | None:
-        """Published ``event_id`` + payload fields of these ids; None if nothing is published."""
-        if not Path(self.db_path).exists():
-            return None
-        con = connect(self.db_path, read_only=True)
-        try:
-            if "attributed_events" not in table_names(con):
-                return None
-            wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
-            columns = ", ".join(f"e.{c}" for c in ("event_id", *PAYLOAD_FIELDS))
-            return con.sql(
-                f"SELECT {columns} FROM attributed_events e "
-                "WHERE e.event_id IN (SELECT event_id FROM wanted)"
-            ).to_arrow_table()
-        finally:
-            con.close()
-
-
 def _parquet(files: list[str]) -> str:
     return "read_parquet([" + ", ".join(literal(f) for f in files) + "])"
 
@@ -137,17 +112,42 @@ def replace_reference(con: duckdb.DuckDBPyConnection, reference: dict[str, pa.Ta
 
 
 class DuckDBPublisher:
-    """Applies staged run outputs to ``db_path``."""
+    """Applies staged run outputs to ``db_path``.
 
-    def __init__(self, db_path: str | Path, fiscal_year_start_month: int = 1) -> None:
+    ``published_facts``: the writer's store of a ``Publication``, which does not
+    keep the facts (their published parts are the record): a function giving the
+    SQL relation of the already published facts, read to refuse an event id
+    published twice; per-day fact totals (``daily_facts``) are kept for the
+    reconciliation instead. None: the facts are a table of ``db_path`` (the
+    streaming sink's database).
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        fiscal_year_start_month: int = 1,
+        published_facts: Callable[[], str] | None = None,
+    ) -> None:
         self.db_path = Path(db_path)
         self.fiscal_year_start_month = fiscal_year_start_month
+        self.published_facts = published_facts
+
+    @property
+    def facts_in_store(self) -> bool:
+        return self.published_facts is None
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         store = [create_table_sql(n, s, STORE_PRIMARY_KEYS[n]) for n, s in STORE_TABLES.items()]
-        for statement in output_ddl() + reference_ddl() + store:
+        exclude = () if self.facts_in_store else ("attributed_events",)
+        for statement in output_ddl(exclude) + reference_ddl() + store:
             fetch_all(con, statement)
-        for statement in view_sql(self.fiscal_year_start_month):
+        if not self.facts_in_store and "attributed_events" in table_names(con):
+            # A store of revattr 0.2 kept the facts (also published): keep their totals.
+            fetch_all(con, "INSERT INTO daily_facts SELECT day, sum(booked_revenue), count(*) "
+                           "FROM attributed_events GROUP BY day ON CONFLICT DO NOTHING")
+            fetch_all(con, "DROP TABLE attributed_events")
+        daily = None if self.facts_in_store else "daily_facts"
+        for statement in view_sql(self.fiscal_year_start_month, daily_facts=daily):
             fetch_all(con, statement)
 
     def publish(
@@ -244,7 +244,17 @@ class DuckDBPublisher:
         touched: list[dt.date] = []
         if facts:
             self._guard_event_ids(con, facts)
-            fetch_all(con, f"INSERT INTO attributed_events BY NAME SELECT * FROM {_parquet(facts)}")
+            if self.facts_in_store:
+                fetch_all(con, "INSERT INTO attributed_events BY NAME "
+                               f"SELECT * FROM {_parquet(facts)}")
+            else:
+                fetch_all(
+                    con,
+                    "INSERT INTO daily_facts SELECT day, sum(booked_revenue), count(*) "
+                    f"FROM {_parquet(facts)} GROUP BY day ON CONFLICT (day) DO UPDATE SET "
+                    "booked_revenue = daily_facts.booked_revenue + excluded.booked_revenue, "
+                    "events = daily_facts.events + excluded.events",
+                )
             touched = [
                 r[0]
                 for r in con.execute(
@@ -284,10 +294,13 @@ class DuckDBPublisher:
 
         Checked here instead of by a PRIMARY KEY, whose index made inserts ~2x slower.
         """
+        published_facts = (
+            "attributed_events" if self.facts_in_store else f"({self.published_facts()})"
+        )
         staged, distinct, published = con.execute(
             f"""WITH s AS (SELECT event_id FROM {_parquet(facts)})
             SELECT (SELECT count(*) FROM s), (SELECT count(DISTINCT event_id) FROM s),
-                   (SELECT count(*) FROM s SEMI JOIN attributed_events a USING (event_id))"""
+                   (SELECT count(*) FROM s SEMI JOIN {published_facts} a USING (event_id))"""
         ).fetchall()[0]
         if staged != distinct:
             raise RuntimeError(f"bug: {staged - distinct} repeated event_id(s) passed dedupe")

@@ -6,7 +6,10 @@ also assigns the run the next *version*. ``export_pending`` then writes what
 that version changed as immutable Parquet parts and commits it with a marker
 file (see ``pipelines/io/catalog.py`` for how readers see it):
 
-* ``append`` relations: the run's rows;
+* ``append`` relations: the run's rows (the facts: the run's staged facts part,
+  moved into place before the store commits; the store keeps no facts, only
+  their per-day totals, so the published parts of ``attributed_events`` are the
+  record of every fact, written once);
 * ``upsert`` relations (the revenue views, reconciliation): the store's current
   rows of every (key, day) the run touched;
 * ``snapshot`` relations (reference tables): all rows, only when they changed.
@@ -51,9 +54,12 @@ from pipelines.io.catalog import (
 )
 from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, connect
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
+from pipelines.io.staging import part_files
+from schemas.events import PAYLOAD_FIELDS
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
+FACTS = "attributed_events"
 FANOUT = 8
 GRACE_SECONDS = 120.0
 KEEP_COMMIT_MARKERS = 16
@@ -162,16 +168,18 @@ class Publication:
         digest = reference_hash(reference)
 
         def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
+            version = fetch_all(con, "SELECT coalesce(max(version), 0) + 1 FROM publications")[0][0]
             fetch_all(
                 con,
-                "INSERT INTO publications SELECT coalesce(max(version), 0) + 1, ?, ?, now() "
-                "FROM publications",
-                [run.run_id, digest if summary.status == "succeeded" else None],
+                "INSERT INTO publications VALUES (?, ?, ?, now())",
+                [version, run.run_id, digest if summary.status == "succeeded" else None],
             )
             if record is not None:
                 record(con, summary)
+            if summary.status == "succeeded":  # before the commit: a crash after it finds it
+                self._place_facts(staging, version)
 
-        publisher = DuckDBPublisher(self.layout.store, self.fiscal_year_start_month)
+        publisher = self.publisher()
         started = time.perf_counter()
         con = self._store_connection()
         try:
@@ -186,6 +194,33 @@ class Publication:
         self._maintain(exported)
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
+
+    def publisher(self) -> DuckDBPublisher:
+        """The store's publisher: facts checked against, and published as, Parquet parts."""
+        return DuckDBPublisher(self.layout.store, self.fiscal_year_start_month,
+                               published_facts=self.published_facts_sql)
+
+    def published_facts_sql(self) -> str:
+        """SQL: the facts readers see now (the live parts of ``attributed_events``)."""
+        files = ", ".join(literal(p.path) for p in self.live_parts(FACTS))
+        if not files:
+            return "SELECT NULL::VARCHAR AS event_id WHERE false"
+        return f"SELECT * FROM read_parquet([{files}])"
+
+    def _place_facts(self, staging: str | Path, version: int) -> None:
+        """The run's staged facts as the version's part (invisible until its marker)."""
+        files = part_files(staging, FACTS)
+        target = self.layout.relation_dir(FACTS) / part_name(version, version)
+        if len(files) == 1:
+            os.replace(files[0], target)
+        elif files:
+            con = duckdb.connect()
+            try:
+                columns = ", ".join(PUBLISHED_RELATIONS[FACTS].schema.names)
+                sources = "[" + ", ".join(literal(f) for f in files) + "]"
+                self._write(con, f"SELECT {columns} FROM read_parquet({sources})", target)
+            finally:
+                con.close()
 
     def _store_connection(self) -> duckdb.DuckDBPyConnection:
         """The store, read-write, with memory bounded: publication runs after the pipeline
@@ -239,15 +274,19 @@ class Publication:
         self, con: duckdb.DuckDBPyConnection, version: int, run_id: str, digest: str | None
     ) -> None:
         reference_changed = digest is not None and digest != _reference_hash_before(con, version)
-        fetch_all(
-            con,
-            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT territory_id, "
-            "account_manager_id, day FROM attributed_events WHERE run_id = ?",
-            [run_id],
-        )
+        facts = self._version_facts(con, version, run_id)
+        touched = (f"SELECT DISTINCT territory_id, account_manager_id, day "
+                   f"FROM read_parquet({literal(facts)})" if facts else
+                   "SELECT NULL::VARCHAR AS territory_id, NULL::VARCHAR AS account_manager_id, "
+                   "NULL::DATE AS day WHERE false")
+        fetch_all(con, f"CREATE OR REPLACE TEMP TABLE touched AS {touched}")
         written = {}
+        if facts:
+            written[FACTS] = pq.read_metadata(facts).num_rows
         for relation in PUBLISHED_RELATIONS.values():
             if relation.kind == SNAPSHOT and not reference_changed:
+                continue
+            if relation.name == FACTS:  # placed by the publication itself
                 continue
             target = self.layout.relation_dir(relation.name) / part_name(version, version)
             rows = self._write(con, self._version_sql(relation, run_id), target)
@@ -256,6 +295,34 @@ class Publication:
         self._write_marker(
             version, {"version": version, "run_id": run_id, "rows": written}
         )
+
+    def _version_facts(self, con: duckdb.DuckDBPyConnection, version: int,
+                       run_id: str) -> Path | None:
+        """The facts part of ``version`` (None: the run published no facts); a stale part
+        of that number (left by a publication that never committed) is removed."""
+        target = self.layout.relation_dir(FACTS) / part_name(version, version)
+        accepted = fetch_all(
+            con, "SELECT accepted FROM pipeline_runs WHERE run_id = ? AND status = 'succeeded'",
+            [run_id])
+        expected = accepted[0][0] if accepted else 0
+        if not expected:
+            target.unlink(missing_ok=True)
+            return None
+        covered = any(p.lo <= version <= p.hi for p in self._parts(FACTS) if p.path != target)
+        if not target.exists() and covered:  # already merged into a wider part
+            return None
+        if not target.exists() or pq.read_metadata(target).num_rows != expected:
+            raise UserError(
+                f"the published facts of version {version} (run {run_id}) are missing: "
+                "the published folder was changed or removed",
+                where=str(target),
+                hint="remove this --db and its .d folder and run the inputs again",
+            )
+        return target
+
+    def _parts(self, name: str) -> list[Part]:
+        return [p for path in self.layout.relation_dir(name).glob("p*.parquet")
+                if (p := Part.parse(path))]
 
     @staticmethod
     def _version_sql(relation: PublishedRelation, run_id: str) -> str:
@@ -380,6 +447,31 @@ class Publication:
                 marker.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+class PublishedEvents:
+    """Already published events by id, for cross-run deduplication: read as data from
+    the published facts parts (picklable: holds the ``--db`` path only)."""
+
+    def __init__(self, db: str | Path) -> None:
+        self.db = str(db)
+
+    def lookup(self, event_ids: pa.Array) -> pa.Table | None:
+        """Published ``event_id`` + payload fields of these ids; None if nothing is published."""
+        parts = Publication(self.db).live_parts(FACTS)
+        if not parts:
+            return None
+        wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
+        files = "[" + ", ".join(literal(p.path) for p in parts) + "]"
+        columns = ", ".join(("event_id", *PAYLOAD_FIELDS))
+        con = duckdb.connect()
+        try:
+            return con.sql(
+                f"SELECT {columns} FROM read_parquet({files}) "
+                "WHERE event_id IN (SELECT event_id FROM wanted)"
+            ).to_arrow_table()
+        finally:
+            con.close()
 
 
 def _reference_hash_before(

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, PublishedEvents, RunInfo
+from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
 from pipelines.rules.aggregate import aggregate_view
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
@@ -118,17 +118,6 @@ def test_quarantining_the_same_record_twice_keeps_one_row(tmp_path):
         stage(tmp_path / run, [], rejects=[bad])
         assert publish(db, tmp_path / run, run_id=run).quarantined == 1
     assert query(db, "SELECT run_id, reason FROM quarantine") == [("r1", "malformed")]
-
-
-def test_published_events_lookup_returns_payload_of_known_ids_only(tmp_path):
-    db = tmp_path / "out.duckdb"
-    lookup = PublishedEvents(db)
-    assert lookup.lookup(pa.array(["e1"])) is None  # nothing published yet
-    stage(tmp_path / "s1", [fact("e1", "10.00"), fact("e2", "1.00")])
-    publish(db, tmp_path / "s1")
-    found = lookup.lookup(pa.array(["e1", "zz"]))
-    assert found["event_id"].to_pylist() == ["e1"]
-    assert found["amount"].to_pylist() == [Decimal("10.000")]
 
 
 @pytest.mark.parametrize(
