@@ -89,11 +89,15 @@ def stage_embedded(
                 published = published.select(["event_id", *PAYLOAD_FIELDS])
         steps.deduplicate_events(con, published)
         steps.convert(con, reference["fx_rates"], reporting_currency)
-        steps.attribute(con, timelines, run_id)
+        facts = staging / "_engine" / "facts.parquet"
+        accepted = steps.attribute(con, timelines, run_id, facts)
         _stage(con, staging, raw.records)
         if checks:
             results = _check(con, reference, batch_rows, known_results or {})
             write_part(staging, "dq_results", pa.concat_tables(results))
+        if accepted:  # the staged facts part (published as it is: see Publication)
+            (staging / "attributed_events").mkdir(parents=True, exist_ok=True)
+            os.replace(facts, staging / "attributed_events" / f"part-{uuid.uuid4().hex}.parquet")
     finally:
         con.close()
 
@@ -102,7 +106,6 @@ def _stage(con: duckdb.DuckDBPyConnection, staging: Path, records: dict[str, int
     counts = [{"source": source, "records": n} for source, n in records.items()]
     write_part(staging, "inputs", pa.Table.from_pylist(counts, schema=INPUT_COUNT_SCHEMA))
     outputs = {
-        "attributed_events": f"SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM facts",
         "duplicates": "SELECT event_id, source, position FROM duplicates",
         "quarantine": f"SELECT {', '.join(REJECT_SCHEMA.names)} FROM rejects "
                       "ORDER BY source, position",
@@ -110,14 +113,13 @@ def _stage(con: duckdb.DuckDBPyConnection, staging: Path, records: dict[str, int
                                                         "account_manager_revenue")},
     }
     for name, sql in outputs.items():
-        if con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0] == 0:
-            continue
         folder = staging / name
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"part-{uuid.uuid4().hex}.parquet"
         tmp = folder / f"_tmp-{uuid.uuid4().hex}"
-        con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet)")
-        os.replace(tmp, target)
+        if con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet)").fetchall()[0][0]:
+            os.replace(tmp, folder / f"part-{uuid.uuid4().hex}.parquet")
+        else:  # empty outputs stage nothing, as write_part does
+            tmp.unlink()
 
 
 def _check(

@@ -21,6 +21,8 @@ executors give identical results by construction, and SQL only does the bulk:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,7 +45,7 @@ from schemas.events import (
     RAW_EVENT_SCHEMA,
 )
 from schemas.money import CURRENCY_MINOR_UNITS
-from schemas.outputs import MEASURES, MONEY_MEASURES, REVENUE_VIEWS
+from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA, MEASURES, MONEY_MEASURES, REVENUE_VIEWS
 from schemas.reference import UNASSIGNED
 from schemas.rejects import REJECT_SCHEMA
 
@@ -201,64 +203,67 @@ def deduplicate_events(con: duckdb.DuckDBPyConnection, published: pa.Table | Non
 # --------------------------------------------------------------------------- convert
 
 
+def utc_day(column: str) -> str:
+    """SQL: the UTC calendar date of a TIMESTAMPTZ (integer arithmetic, no time zone)."""
+    return f"CAST(make_timestamp(epoch_us({column})) AS DATE)"
+
+
 def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_currency: str) -> None:
     """``unique_events`` -> ``converted`` (+ ``amount_reporting`` DECIMAL(18,2)); events
-    without a rate, or too large once converted, rejected by the rule function."""
+    without a rate, or too large once converted, rejected by the rule function.
+
+    ``amount x rate`` is exact (DECIMAL(38,13)); rounded half-even to the reporting
+    currency's minor units: DuckDB rounds half away from zero, so an exact tie whose
+    rounded last digit is odd is moved one unit back towards zero.
+    """
     digits = reporting_minor_units(reporting_currency)
-    divisor = 10 ** (AMOUNT_SCALE + RATE_SCALE - digits)
-    limit = 10 ** (18 - OUTPUT_SCALE + digits)  # |units| must stay below: decimal(18,2)
+    unit = f"CAST('{10 ** -digits:.{max(digits, 1)}f}' AS DECIMAL(18,{digits}))"
+    limit = 10 ** (18 - OUTPUT_SCALE)  # |amount_reporting| must stay below: decimal(18,2)
     con.register("_fx", fx_rates)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE fx AS
-        SELECT currency, rate_date,
-               CAST(rate_to_reporting * {10 ** RATE_SCALE} AS BIGINT) AS rate_units
-        FROM _fx
-    """)
+    con.execute("CREATE OR REPLACE TEMP TABLE fx AS SELECT currency, rate_date, "
+                f"CAST(rate_to_reporting AS DECIMAL(18,{RATE_SCALE})) AS rate FROM _fx")
     con.unregister("_fx")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day_rates AS
         WITH pairs AS (
-            SELECT DISTINCT currency, CAST(timezone('UTC', event_time) AS DATE) AS utc_day
-            FROM unique_events
+            SELECT DISTINCT currency, {utc_day('event_time')} AS utc_day FROM unique_events
         )
         SELECT p.currency, p.utc_day,
                CASE WHEN p.currency = {literal(reporting_currency)}
-                    THEN {10 ** RATE_SCALE}::BIGINT ELSE fx.rate_units END AS rate_units
+                    THEN CAST(1 AS DECIMAL(18,{RATE_SCALE})) ELSE fx.rate END AS rate,
+               p.currency = {literal(reporting_currency)} AS is_reporting
         FROM pairs p ASOF LEFT JOIN fx ON p.currency = fx.currency AND p.utc_day >= fx.rate_date
     """)
     con.execute(f"""
         CREATE OR REPLACE VIEW priced AS
         WITH r AS (
-            SELECT e.*, d.rate_units
+            SELECT e.*, d.rate, d.is_reporting
             FROM unique_events e LEFT JOIN day_rates d
-              ON d.currency = e.currency
-             AND d.utc_day = CAST(timezone('UTC', e.event_time) AS DATE)
+              ON d.currency = e.currency AND d.utc_day = {utc_day('e.event_time')}
         ), p AS (
-            SELECT *, CAST(CAST(amount AS DECIMAL(38,{AMOUNT_SCALE})) * {10 ** AMOUNT_SCALE}
-                           AS BIGINT)::HUGEINT
-                      * rate_units
-                      AS scaled
+            SELECT *, CASE WHEN NOT is_reporting
+                           THEN CAST(amount AS DECIMAL(38,{AMOUNT_SCALE})) * rate END AS exact
             FROM r
-        ), q AS (
-            SELECT *, abs(scaled) // {divisor} AS quotient, abs(scaled) % {divisor} AS rest
+        ), h AS (
+            SELECT *, round(exact, {digits}) AS away,
+                      (abs(exact) - floor(abs(exact))) * {10 ** (digits + 1)} AS tail
             FROM p
         )
-        SELECT * EXCLUDE (scaled, quotient, rest),
-               sign(scaled) * (quotient + CASE
-                   WHEN 2 * rest > {divisor} THEN 1
-                   WHEN 2 * rest = {divisor} AND quotient % 2 = 1 THEN 1 ELSE 0 END) AS units
-        FROM q
+        SELECT * EXCLUDE (exact, away, tail, is_reporting),
+               CASE WHEN is_reporting THEN CAST(amount AS DECIMAL(38,{digits}))
+                    WHEN tail = floor(tail) AND floor(tail) % 10 = 5
+                         AND CAST(abs(away) * {10 ** digits} AS HUGEINT) % 2 = 1
+                    THEN away - sign(exact) * {unit}
+                    ELSE away END AS rounded
+        FROM h
     """)
-    scale_up = 10 ** (OUTPUT_SCALE - digits)
     con.execute(f"""
         CREATE OR REPLACE VIEW converted AS
-        SELECT * EXCLUDE (rate_units, units),
-               CAST(CAST(units * {scale_up} AS DECIMAL(38,0)) * 0.01 AS DECIMAL(18,2))
-               AS amount_reporting
-        FROM priced WHERE rate_units IS NOT NULL AND abs(units) < {limit}
+        SELECT * EXCLUDE (rate, rounded), CAST(rounded AS DECIMAL(18,2)) AS amount_reporting
+        FROM priced WHERE rate IS NOT NULL AND abs(rounded) < {limit}
     """)
     refused = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM priced "
-                          f"WHERE rate_units IS NULL OR abs(units) >= {limit}")
+                          f"WHERE rate IS NULL OR abs(rounded) >= {limit}")
     if refused.num_rows:
         accepted, rejects = convert_to_reporting(
             refused.cast(EVENT_SCHEMA), fx_rates, reporting_currency)
@@ -272,9 +277,10 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
 
 
 def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
-              run_id: str) -> None:
-    """``converted`` -> ``facts`` (ATTRIBUTED_EVENTS_SCHEMA): as-of enrichment through the
-    resolved timelines, then the signed effect of each event type."""
+              run_id: str, target: Path) -> int:
+    """``converted`` -> the facts (ATTRIBUTED_EVENTS_SCHEMA) written to the Parquet file
+    ``target`` and seen as the view ``facts``: as-of enrichment through the resolved
+    timelines, then the signed effect of each event type. Returns their number."""
     for name in ("account_managers", "account_territories", "territory_managers"):
         con.register(f"_tl_{name}", getattr(timelines, name))
     con.register("_known", pa.table({"account_id": timelines.known_accounts}))
@@ -294,10 +300,10 @@ def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
         else:
             measures.append(f"CAST({coefficient} AS BIGINT) AS {measure}")
     u = literal(UNASSIGNED)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE facts AS
+    written = con.execute(f"""
+        COPY (SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM (
         SELECT e.event_id, e.event_type, e.event_time,
-               CAST(timezone('UTC', e.event_time) AS DATE) AS day,
+               {utc_day('e.event_time')} AS day,
                e.deal_id, e.account_id, e.currency, e.amount,
                {', '.join(measures)},
                coalesce(am.value, {u}) AS account_manager_id,
@@ -315,10 +321,13 @@ def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
         LEFT JOIN _tl_account_managers am ON am.key = e.account_id AND {holds('am')}
         LEFT JOIN _tl_account_territories terr ON terr.key = e.account_id AND {holds('terr')}
         LEFT JOIN _tl_territory_managers tmgr ON tmgr.key = terr.value AND {holds('tmgr')}
-    """)
+        )) TO {literal(target)} (FORMAT parquet)
+    """).fetchall()[0][0]
     for name in ("account_managers", "account_territories", "territory_managers"):
         con.unregister(f"_tl_{name}")
     con.unregister("_known")
+    con.execute(f"CREATE OR REPLACE VIEW facts AS SELECT * FROM read_parquet({literal(target)})")
+    return written
 
 
 def aggregate_sql(view: str) -> str:

@@ -752,27 +752,23 @@ def _verified(raw: pa.Array, fields: dict[str, pa.Array], rejected: dict[int, _L
 
 
 def read_json_lines(texts: list[str], sources: list[str], positions: list[int]) -> pa.Table:
-    """RAW_EVENT_SCHEMA rows for JSONL lines (non-blank, without terminators), read
-    exactly as this reader reads them in their files: Arrow first, ``json.loads``
-    for what Arrow refuses. ``raw`` is the line."""
-    n = len(texts)
-    if n == 0:
-        return RAW_EVENT_SCHEMA.empty_table()
-    buffer = "\n".join(texts).encode("utf-8") + b"\n"
-    reader = _JsonlReader("<lines>", batch_rows=n, use_threads=False)
-    parsed = pa.Table.from_batches(list(reader._chunk(buffer, len(buffer), 0)),
-                                   schema=RAW_EVENT_SCHEMA)
-    if parsed.num_rows != n:
-        raise RuntimeError(f"bug: {n} lines read as {parsed.num_rows} records")
-    order = parsed["position"].to_numpy() - 1  # line k of the buffer is texts[k - 1]
-    columns = {
-        "source": pa.array(sources, pa.string()).take(pa.array(order)),
-        "position": pa.array(positions, pa.int64()).take(pa.array(order)),
+    """RAW_EVENT_SCHEMA rows for JSONL lines (non-blank, without terminators) read one by
+    one with ``json.loads``: the verdict this reader gives each line in its file (Arrow
+    reads the plain lines to the same fields; every line Arrow refuses or may read too
+    kindly is read with ``json.loads``, see ``_verified``). ``raw`` is the line."""
+    read = [_read_line(text) for text in texts]
+    fields = {
+        name: pa.array([(line.fields or {}).get(name) for line in read], pa.string())
+        for name in EVENT_FIELDS
     }
-    for name, values in columns.items():
-        parsed = parsed.set_column(parsed.schema.get_field_index(name),
-                                   RAW_EVENT_SCHEMA.field(name), values)
-    return parsed
+    columns = [fields[name] for name in EVENT_FIELDS] + [
+        pa.array(sources, pa.string()),
+        pa.array(positions, pa.int64()),
+        pa.array(texts, pa.string()),
+        pa.array([line.reason for line in read], pa.string()),
+        pa.array([line.detail for line in read], pa.string()),
+    ]
+    return pa.Table.from_arrays(columns, schema=RAW_EVENT_SCHEMA)
 
 
 def classify_json_line(text: str) -> tuple[str | None, str | None]:

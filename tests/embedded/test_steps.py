@@ -1,0 +1,96 @@
+"""The engine's SQL steps against the rule functions, on rows built to hit the edges."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipelines.embedded import steps
+from pipelines.embedded.engine import connect_engine
+from pipelines.rules.fx import convert_to_reporting
+from schemas.events import EVENT_SCHEMA
+from schemas.money import FX_RATE_TYPE
+
+UTC = dt.UTC
+
+
+def events(rows: list[tuple[str, str, str, dt.datetime]]) -> pa.Table:
+    """EVENT_SCHEMA rows from (event_id, amount, currency, event_time)."""
+    n = len(rows)
+    return pa.table({
+        "event_id": [r[0] for r in rows], "event_type": ["deal_won"] * n,
+        "event_time": [r[3] for r in rows], "deal_id": ["d"] * n, "account_id": ["a"] * n,
+        "amount": [Decimal(r[1]) for r in rows], "currency": [r[2] for r in rows],
+        "stage": [None] * n, "product": [None] * n, "opportunity_owner_id": [None] * n,
+        "source": ["f.jsonl"] * n, "position": list(range(1, n + 1)),
+    }).cast(EVENT_SCHEMA)
+
+
+FX = pa.table({
+    "currency": ["EUR", "EUR", "JPY", "KWD", "OMR"],
+    "rate_date": [dt.date(2026, 1, 1), dt.date(2026, 1, 3), dt.date(2026, 1, 1),
+                  dt.date(2026, 1, 1), dt.date(2026, 1, 1)],
+    "rate_to_reporting": pa.array([Decimal("0.5"), Decimal("1.2345678901"),
+                                   Decimal("0.0066666667"), Decimal("3.2512345678"),
+                                   Decimal("5000")], FX_RATE_TYPE),
+})
+
+DAY1 = dt.datetime(2026, 1, 2, 12, tzinfo=UTC)
+DAY3 = dt.datetime(2026, 1, 3, 0, 0, tzinfo=UTC)
+EDGES = [
+    ("tie-even", "1.01", "EUR", DAY1),  # 0.505 -> 0.50
+    ("tie-odd", "1.03", "EUR", DAY1),  # 0.515 -> 0.52
+    ("neg-tie", "-1.01", "EUR", DAY1),  # -0.505 -> -0.50
+    ("neg-tie-odd", "-1.03", "EUR", DAY1),
+    ("not-tie", "1.011", "EUR", DAY1),
+    ("new-rate", "10.00", "EUR", DAY3),  # the rate of Jan 3 applies from midnight UTC
+    ("before-rate", "10.00", "EUR", dt.datetime(2025, 12, 31, 23, 59, tzinfo=UTC)),
+    ("jpy", "150", "JPY", DAY1),
+    ("kwd", "1.235", "KWD", DAY1),
+    ("usd", "12.34", "USD", DAY1),
+    ("no-currency-rows", "5.00", "GBP", DAY1),
+    ("huge", "9999999999999.999", "OMR", DAY1),  # beyond decimal(18,2) once converted
+    ("max", "9999999999999.99", "USD", DAY1),
+]
+
+
+@pytest.mark.parametrize("reporting", ["USD", "JPY"])
+def test_sql_conversion_equals_the_rule_function_row_for_row(tmp_path: Path, reporting):
+    table = events(EDGES)
+    expected, expected_rejects = convert_to_reporting(table, FX, reporting)
+    con = connect_engine(tmp_path / "engine")
+    con.execute(f"CREATE TABLE rejects ({steps._ddl(steps.REJECT_SCHEMA)})")
+    con.register("_events", table)
+    con.execute("CREATE VIEW unique_events AS SELECT * FROM _events")
+    steps.convert(con, FX, reporting)
+    got = con.sql("SELECT event_id, amount_reporting FROM converted ORDER BY event_id") \
+        .to_arrow_table()
+    want = expected.select(["event_id", "amount_reporting"]).sort_by("event_id")
+    assert got.to_pylist() == want.to_pylist()
+    rejects = con.sql("SELECT source, position, reason, detail FROM rejects ORDER BY position") \
+        .to_arrow_table().to_pylist()
+    assert rejects == expected_rejects.select(["source", "position", "reason", "detail"]) \
+        .to_pylist()
+    assert {r["reason"] for r in rejects} == {"no_fx_rate", "bad_amount"}
+    if reporting == "USD":
+        values = dict(zip(got["event_id"].to_pylist(), got["amount_reporting"].to_pylist(),
+                          strict=True))
+        assert values["tie-even"] == Decimal("0.50")
+        assert values["tie-odd"] == Decimal("0.52")
+        assert values["neg-tie"] == Decimal("-0.50")
+        assert values["new-rate"] == Decimal("12.35")
+
+
+def test_the_utc_day_is_the_calendar_date_in_utc_whatever_the_offset(tmp_path: Path):
+    con = connect_engine(tmp_path / "engine")
+    times = pa.array([dt.datetime(2026, 3, 1, 4, 59, tzinfo=UTC),
+                      dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                      dt.datetime(1, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    con.register("t", pa.table({"ts": times}))
+    got = [r[0] for r in con.execute(f"SELECT {steps.utc_day('ts')} FROM t").fetchall()]
+    assert got == pc.cast(times, pa.date32()).to_pylist()
