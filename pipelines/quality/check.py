@@ -12,7 +12,8 @@ Opens the DuckDB file read-only (BI readers may stay connected) and validates:
   published into the database.
 
 Only the columns the suites read are fetched. The ``stage`` of each result row
-is the relation checked (``reference`` for the reference data).
+is the relation checked (``reference`` for the reference data). ``runner``
+picks the suite runner (``"gx"``, the default here, or ``"native"``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import pyarrow as pa
 from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import connect
 from pipelines.quality import stage_frames as sf
-from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA, DEFAULT_MAX_ROWS, run_suite
+from pipelines.quality.results import DEFAULT_MAX_ROWS, runner_module
 from pipelines.quality.suites import load_suite
-from schemas.outputs import MEASURES, REVENUE_VIEWS
+from schemas.outputs import CHECK_RESULT_SCHEMA, MEASURES, REVENUE_VIEWS
 from schemas.reference import REFERENCE_TABLES
 
 # (stage, suite) in the order they are checked.
@@ -69,12 +70,13 @@ def _read(con, relation: str, columns: list[str], schema: pa.Schema,
 
 def check_database(db_path: str | Path, reference_dir: str | None = None, *,
                    parameters: dict[str, dict] | None = None,
-                   max_rows: int = DEFAULT_MAX_ROWS) -> pa.Table:
+                   max_rows: int = DEFAULT_MAX_ROWS, runner: str = "gx") -> pa.Table:
     """Results (``CHECK_RESULT_SCHEMA``) of every suite on the published database.
 
     ``parameters`` maps a suite name to its run-time parameters, e.g.
     ``{"enriched_events": {"unassigned_share_max": 0.1}}``.
     """
+    run_suite = runner_module(runner).run_suite
     db_path = Path(db_path)
     if not db_path.is_file():
         raise UserError("the database does not exist", where=str(db_path),
