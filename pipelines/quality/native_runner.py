@@ -26,9 +26,15 @@ GX 1.x computes on the pandas frame ``gx_runner`` builds:
 
 An expectation type, kwarg or row condition it cannot evaluate is refused when
 the suite is loaded (``UserError`` naming the file and the expectation), never
-skipped. Errors while evaluating one expectation (e.g. a type mismatch) make
-that expectation fail with ``observed`` "error: ..." as under GX (the message
-text may differ from GX's).
+skipped. An error while evaluating one expectation (a type mismatch, min above
+max, a bad regex...) fails it with ``observed`` "failed", as gx_runner records
+GX's metric errors (the message is logged at debug level).
+
+Known differences, both GX 1.24 bugs: the mean of a decimal column with a null
+in its domain (GX fails the expectation: ``float(None)``), or filtered by a
+``row_condition`` (GX writes the converted values back by label, averaging
+misplaced values): the native runner gives the true mean. A row condition on a
+row-count expectation is refused (gx_runner counts those on no columns).
 """
 
 from __future__ import annotations
