@@ -258,12 +258,15 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
         FROM h
     """)
     con.execute(f"""
-        CREATE OR REPLACE VIEW converted AS
-        SELECT * EXCLUDE (rate, rounded), CAST(rounded AS DECIMAL(18,2)) AS amount_reporting
-        FROM priced WHERE rate IS NOT NULL AND abs(rounded) < {limit}
+        CREATE OR REPLACE TABLE priced_rows AS
+        SELECT *, rate IS NOT NULL AND abs(rounded) < {limit} AS fits FROM priced
     """)
-    refused = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM priced "
-                          f"WHERE rate IS NULL OR abs(rounded) >= {limit}")
+    con.execute("""
+        CREATE OR REPLACE VIEW converted AS
+        SELECT * EXCLUDE (rate, rounded, fits), CAST(rounded AS DECIMAL(18,2)) AS amount_reporting
+        FROM priced_rows WHERE fits
+    """)
+    refused = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM priced_rows WHERE NOT fits")
     if refused.num_rows:
         accepted, rejects = convert_to_reporting(
             refused.cast(EVENT_SCHEMA), fx_rates, reporting_currency)
