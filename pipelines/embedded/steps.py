@@ -21,6 +21,8 @@ executors give identical results by construction, and SQL only does the bulk:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -88,7 +90,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     (a view: EVENT_SCHEMA columns) and ``rejects`` (REJECT_SCHEMA). Returns the number
     of records per source DuckDB read."""
     currencies = ", ".join(f"({literal(c)}, {m})" for c, m in sorted(CURRENCY_MINOR_UNITS.items()))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE currencies (code VARCHAR, minor INTEGER); "
+    con.execute(f"CREATE OR REPLACE TABLE currencies (code VARCHAR, minor INTEGER); "
                 f"INSERT INTO currencies VALUES {currencies}")
     amount = f"TRY_CAST(r.amount AS DECIMAL(16,{AMOUNT_SCALE}))"
     sign = "CASE r.event_type " + " ".join(
@@ -104,12 +106,18 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
              "AND r.event_time[1:4] BETWEEN '0002' AND '9998' "
              f"AND regexp_full_match(r.amount, {literal(_PLAIN_AMOUNT)})")
     ok = f"ts IS NOT NULL AND minor IS NOT NULL AND {fraction} <= minor AND {sign}"
-    raw = " UNION ALL ".join(f"({relation})" for relation in relations) or (
+    empty = (
         "SELECT NULL::VARCHAR AS source, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
         "false AS fast, " + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
         + " WHERE false")
-    con.execute(f"""
-        CREATE OR REPLACE TABLE checked AS
+
+    def check(part: int, raw: str) -> None:
+        """One relation's rows judged into ``checked_<part>`` (a cursor per thread: DuckDB
+        reads a text file on one thread, so JSONL groups are judged side by side)."""
+        cursor = con.cursor()
+        try:
+            cursor.execute(f"""
+        CREATE OR REPLACE TABLE checked_{part} AS
         SELECT r.source, r.position, coalesce({ok}, false) AS ok,
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line,
                {', '.join(('nullif(r.' + f + ", '') AS " + f) if f in OPTIONAL_FIELDS else 'r.' + f
@@ -121,7 +129,15 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
         FROM (SELECT r.*, CASE WHEN {plain} THEN try_cast(r.event_time AS TIMESTAMPTZ) END AS ts,
                      c.minor
               FROM ({raw}) r LEFT JOIN currencies c ON c.code = r.currency) r
-    """)
+            """)
+        finally:
+            cursor.close()
+
+    relations = relations or [empty]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(relations), os.cpu_count() or 1))) as pool:
+        list(pool.map(check, range(len(relations)), relations))  # re-raises the first error
+    con.execute("CREATE OR REPLACE VIEW checked AS "
+                + " UNION ALL ".join(f"SELECT * FROM checked_{i}" for i in range(len(relations))))
     counts = dict(con.execute("SELECT source, count(*) FROM checked GROUP BY source").fetchall())
     con.execute(f"CREATE OR REPLACE TABLE rejects ({_ddl(REJECT_SCHEMA)})")
     con.execute(f"CREATE OR REPLACE TABLE slow_events ({_ddl(EVENT_SCHEMA)})")
