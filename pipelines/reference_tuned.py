@@ -93,7 +93,7 @@ NUMBER_AT_AMOUNT = r'"amount"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'
 _OWN_TABLES = (
     "ref__t_files", "ref__t_lines", "ref__t_checked", "ref__t_multi", "ref__t_repeats",
     "ref__t_outcome", "ref__t_rates", "ref__t_am_seg", "ref__t_tr_match", "ref__t_tr_seg",
-    "ref__t_ancestry", "ref__t_tm_seg", "ref__t_acct_seg",
+    "ref__t_ancestry", "ref__t_tm_seg", "ref__t_acct_seg", "ref__t_sums",
 )
 _STRING_FIELDS = tuple(f for f in FIELDS if f != "amount")  # the amount may be a number
 
@@ -419,23 +419,22 @@ def _enrichment(con: duckdb.DuckDBPyConnection) -> None:
         {_disjoint(f"SELECT account_id, account_manager_id, {bounds} FROM ref__assignments",
                    "account_id", "c.account_manager_id", "c.account_manager_id")}
     """)
-    # Location matching does not depend on time: accounts x rules, an equi-join on the
-    # country (rules without a country are tried against every account).
-    location = """(r.region IS NULL OR r.region = ac.region)
-        AND (r.city IS NULL OR r.city = ac.city)
-        AND (r.postal_prefix IS NULL OR starts_with(ac.postal_code, r.postal_prefix))"""
+    # Location matching does not depend on time: accounts x rules, as equi-joins on the
+    # fields each kind of rule names (country, region, city; the postal prefix after).
     match = f"""ac.account_id, r.territory_id,
         coalesce(r.valid_from, {NEG_INF}) AS lo, coalesce(r.valid_to, {POS_INF}) AS hi,
         length(coalesce(r.postal_prefix, '')) AS prefix_len, r.city IS NOT NULL AS has_city,
         r.region IS NOT NULL AS has_region, r.country IS NOT NULL AS has_country"""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE ref__t_tr_match AS
-        SELECT {match} FROM ref__accounts ac JOIN ref__rules r
-          ON r.country = ac.country AND {location}
-        UNION ALL
-        SELECT {match} FROM ref__accounts ac
-        JOIN (SELECT * FROM ref__rules WHERE country IS NULL) r ON {location}
-    """)
+    prefix = "(r.postal_prefix IS NULL OR starts_with(ac.postal_code, r.postal_prefix))"
+    kinds = []
+    for named in ((), ("country",), ("region",), ("city",), ("country", "region"),
+                  ("country", "city"), ("region", "city"), ("country", "region", "city")):
+        rules = " AND ".join(f"{c} {'IS NOT NULL' if c in named else 'IS NULL'}"
+                             for c in ("country", "region", "city"))
+        on = " AND ".join([f"r.{c} = ac.{c}" for c in named] + [prefix])
+        kinds.append(f"SELECT {match} FROM ref__accounts ac "
+                     f"JOIN (SELECT * FROM ref__rules WHERE {rules}) r ON {on}")
+    con.execute("CREATE OR REPLACE TEMP TABLE ref__t_tr_match AS " + " UNION ALL ".join(kinds))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ref__t_tr_seg AS
         {_disjoint("SELECT * FROM ref__t_tr_match", "account_id", "c.territory_id",
@@ -554,16 +553,26 @@ def _publish(con: duckdb.DuckDBPyConnection, minor: int, jsonl_ranks: list[int])
         _insert_facts(con, minor)
     finally:
         con.execute("SET disabled_optimizers = " + _lit(previous))
+    # Both views from one scan of the facts (grouping sets), then each from that.
+    measures = [f for f in TERRITORY_REVENUE_SCHEMA if f.name not in ("territory_id", "day")]
+    sums = ", ".join(f"CAST(sum({f.name}) AS {duckdb_type(f.type)}) AS {f.name}"
+                     for f in measures)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ref__t_sums AS
+        SELECT territory_id, account_manager_id, day, GROUPING(territory_id) AS by_manager,
+               {sums}
+        FROM ref_attributed_events
+        GROUP BY GROUPING SETS ((territory_id, day), (account_manager_id, day))
+    """)
     for table, schema, key in (
         ("ref_territory_revenue", TERRITORY_REVENUE_SCHEMA, "territory_id"),
         ("ref_account_manager_revenue", ACCOUNT_MANAGER_REVENUE_SCHEMA, "account_manager_id"),
     ):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute(create_table_sql(table, schema, (key, "day")))
-        sums = ", ".join(f"CAST(sum({f.name}) AS {duckdb_type(f.type)}) AS {f.name}"
-                         for f in schema if f.name not in (key, "day"))
-        con.execute(f"INSERT INTO {table} BY NAME SELECT {key}, day, {sums} "
-                    f"FROM ref_attributed_events GROUP BY {key}, day")
+        con.execute(create_table_sql(table, schema))
+        con.execute(f"INSERT INTO {table} BY NAME SELECT {key}, day, "
+                    f"{', '.join(f.name for f in measures)} FROM ref__t_sums "
+                    f"WHERE by_manager = {int(key == 'account_manager_id')}")
 
     # A JSONL record's position is its ordinal among the file's non-blank lines.
     ranks = ", ".join(str(r) for r in jsonl_ranks) or "NULL"
