@@ -16,9 +16,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary
-from pipelines.io.publication import PublishedEvents
 from pipelines.io.events_reader import expand_event_paths
-from pipelines.io.publication import Publication
+from pipelines.io.publication import Publication, PublishedEvents
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA

@@ -193,8 +193,7 @@ def _follower(argv: list[str]) -> int:
 
     import pipelines.follow as follow
     import pipelines.quality.stage_check as stage_check
-    from pipelines.io.publication import PublishedEvents
-    from pipelines.io.publication import Publication
+    from pipelines.io.publication import Publication, PublishedEvents
 
     phases: dict[str, float] = {}
 

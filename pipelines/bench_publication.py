@@ -26,11 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.bench import REPO_ROOT, append_results, ensure_dataset, machine_info
-from pipelines.io.duckdb_publisher import RunInfo
-from pipelines.io.publication import PublishedEvents
-from pipelines.io.publication import Publication
-from pipelines.io.reference_loader import load_reference
 from pipelines.embedded.engine import stage_embedded
+from pipelines.io.duckdb_publisher import RunInfo
+from pipelines.io.publication import Publication, PublishedEvents
+from pipelines.io.reference_loader import load_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 
 PROBE_EVENTS = 5_000

@@ -7,7 +7,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.run_options import add_run_arguments
 
 
-
 class AttributionOptions(PipelineOptions):
     """Inputs, outputs and business settings (``run_options``); runner flags are Beam's own."""
 
