@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +14,16 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary
+from pipelines.io.duckdb_publisher import RunInfo, RunSummary
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication, PublishedEvents
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
-from pipelines.quality.page import render_quality_page
 from pipelines.quality.stage_frames import INPUTS
 from pipelines.quality.stages import STAGE_CHECKS
 from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.run_options import new_run_id
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.aggregate_views import AggregateViews
 from pipelines.transforms.attribute import Attribute
@@ -128,10 +127,6 @@ def check_stages(
     return results | "GatherCheckResults" >> beam.Flatten()
 
 
-def new_run_id(now: dt.datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
 def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = None) -> RunSummary:
     """Run the batch pipeline and publish its outputs; returns the run summary."""
     say = progress or (lambda _message: None)
@@ -171,12 +166,6 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         with beam.Pipeline(options=options) as p:
             build_graph(p, settings)
         say("Publishing")
-        summary = publication.publish(staging, run_info, reference)
-        if opts.quality_page:
-            results = DuckDBPublisher(publication.store).run_results(run_info.run_id)
-            summary.quality_page = render_quality_page(
-                results, run_info.run_id, Path(opts.quality_page)
-            )
-        return summary
+        return publication.publish_run(staging, run_info, reference, opts.quality_page)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,6 +7,8 @@ the embedded engine parses them with plain ``argparse``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import uuid
 
 from schemas.money import DEFAULT_REPORTING_CURRENCY
 
@@ -48,3 +50,8 @@ def parse_run_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="revattr run", add_help=False)
     add_run_arguments(parser)
     return parser.parse_args(argv or [])
+
+
+def new_run_id(now: dt.datetime) -> str:
+    """A run identifier: UTC start time and a random suffix."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.batch import new_run_id
 from pipelines.errors import UserError
 from pipelines.io.reference_loader import load_reference
 from pipelines.io.streaming_sink import (
@@ -25,6 +24,7 @@ from pipelines.io.streaming_sink import (
 )
 from pipelines.options import AttributionOptions
 from pipelines.rules.enrich import EnrichmentIndex
+from pipelines.run_options import new_run_id
 from pipelines.streaming_options import StreamingOptions, parse_duration
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.attribute import Attribute

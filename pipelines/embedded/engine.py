@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from pipelines.embedded import steps
 from pipelines.embedded.read import raw_relations, readable_by_duckdb
+from pipelines.errors import UserError
 from pipelines.io.duckdb_sql import literal
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
 from pipelines.rules.enrich import EnrichmentTimelines
@@ -31,7 +32,7 @@ from schemas.rejects import REJECT_SCHEMA
 if TYPE_CHECKING:  # the Protocol lives with the Beam transform; no Beam import here
     from pipelines.transforms.deduplicate import History
 
-MEMORY_LIMIT = os.environ.get("REVATTR_ENGINE_MEMORY", "1GB")
+MEMORY_LIMIT = os.environ.get("REVATTR_ENGINE_MEMORY", "768MB")
 
 
 def connect_engine(scratch: Path) -> duckdb.DuckDBPyConnection:
@@ -69,37 +70,61 @@ def stage_embedded(
     staging = Path(staging)
     con = connect_engine(staging / "_engine")
     try:
-        relations, raw = raw_relations(paths, batch_rows)
-        try:
-            raw.records.update(steps.validate(con, relations, raw.arrow))
-        except (duckdb.InvalidInputException, duckdb.ConversionException):
-            # A JSONL file DuckDB cannot read as text (not UTF-8): the Arrow reader's.
-            refused = [p for p in raw.duckdb_paths if not readable_by_duckdb(con, p)]
-            if not refused:
-                raise
-            relations, raw = raw_relations(paths, batch_rows, arrow_paths=set(refused))
-            raw.records.update(steps.validate(con, relations, raw.arrow))
-        for path in paths:
-            raw.records.setdefault(path, 0)
-        published = None
-        if history is not None:
-            ids = con.sql("SELECT DISTINCT event_id FROM events").to_arrow_table()["event_id"]
-            published = history.lookup(ids.combine_chunks()) if len(ids) else None
-            if published is not None:
-                published = published.select(["event_id", *PAYLOAD_FIELDS])
-        steps.deduplicate_events(con, published)
-        steps.convert(con, reference["fx_rates"], reporting_currency)
-        facts = staging / "_engine" / "facts.parquet"
-        accepted = steps.attribute(con, timelines, run_id, facts)
-        _stage(con, staging, raw.records)
-        if checks:
-            results = _check(con, reference, batch_rows, known_results or {})
-            write_part(staging, "dq_results", pa.concat_tables(results))
-        if accepted:  # the staged facts part (published as it is: see Publication)
-            (staging / "attributed_events").mkdir(parents=True, exist_ok=True)
-            os.replace(facts, staging / "attributed_events" / f"part-{uuid.uuid4().hex}.parquet")
+        _stage_all(con, paths, reference, timelines, staging, run_id, reporting_currency,
+                   history, checks, batch_rows, known_results)
+    except duckdb.OutOfMemoryException as error:
+        raise UserError(
+            f"the embedded engine ran out of memory ({MEMORY_LIMIT}): "
+            f"{str(error).splitlines()[0]}",
+            hint="set REVATTR_ENGINE_MEMORY higher (e.g. 2GB), or split the largest files",
+        ) from None
     finally:
         con.close()
+
+
+def _stage_all(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[str],
+    reference: dict[str, pa.Table],
+    timelines: EnrichmentTimelines,
+    staging: Path,
+    run_id: str,
+    reporting_currency: str,
+    history: History | None,
+    checks: bool,
+    batch_rows: int,
+    known_results: Mapping[str, pa.Table] | None,
+) -> None:
+    """``stage_embedded`` on its open connection."""
+    relations, raw = raw_relations(paths, batch_rows)
+    try:
+        raw.records.update(steps.validate(con, relations, raw.arrow))
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        # A JSONL file DuckDB cannot read as text (not UTF-8): the Arrow reader's.
+        refused = [p for p in raw.duckdb_paths if not readable_by_duckdb(con, p)]
+        if not refused:
+            raise
+        relations, raw = raw_relations(paths, batch_rows, arrow_paths=set(refused))
+        raw.records.update(steps.validate(con, relations, raw.arrow))
+    for path in paths:
+        raw.records.setdefault(path, 0)
+    published = None
+    if history is not None:
+        ids = con.sql("SELECT DISTINCT event_id FROM events").to_arrow_table()["event_id"]
+        published = history.lookup(ids.combine_chunks()) if len(ids) else None
+        if published is not None:
+            published = published.select(["event_id", *PAYLOAD_FIELDS])
+    steps.deduplicate_events(con, published)
+    steps.convert(con, reference["fx_rates"], reporting_currency)
+    facts = staging / "_engine" / "facts.parquet"
+    accepted = steps.attribute(con, timelines, run_id, facts)
+    _stage(con, staging, raw.records)
+    if checks:
+        results = _check(con, reference, batch_rows, known_results or {})
+        write_part(staging, "dq_results", pa.concat_tables(results))
+    if accepted:  # the staged facts part (published as it is: see Publication)
+        (staging / "attributed_events").mkdir(parents=True, exist_ok=True)
+        os.replace(facts, staging / "attributed_events" / f"part-{uuid.uuid4().hex}.parquet")
 
 
 def _stage(con: duckdb.DuckDBPyConnection, staging: Path, records: dict[str, int]) -> None:

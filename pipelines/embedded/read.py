@@ -30,7 +30,7 @@ AMOUNT_NUMBER = (
     r'"amount"[ \t]*:[ \t]*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)[ \t]*[,}]'
 )
 _NUMERIC_JSON = ("UBIGINT", "BIGINT", "DOUBLE", "HUGEINT")
-_GROUP_BYTES = 512 << 20  # JSONL bytes loaded per statement (bounds memory)
+_GROUP_BYTES = 128 << 20  # JSONL bytes read at once per core (bounds the text in memory)
 
 
 @dataclass

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.embedded.engine import stage_embedded
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary
+from pipelines.io.duckdb_publisher import RunInfo, RunSummary
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication, PublishedEvents
 from pipelines.io.reference_loader import load_reference
 from pipelines.rules.enrich import EnrichmentTimelines
-from pipelines.run_options import parse_run_arguments
-
-
-def new_run_id(now: dt.datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+from pipelines.run_options import new_run_id, parse_run_arguments
 
 
 def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = None) -> RunSummary:
@@ -53,14 +48,6 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
             batch_rows=opts.batch_rows,
         )
         say("Publishing")
-        summary = publication.publish(staging, run_info, reference)
-        if opts.quality_page:
-            from pipelines.quality.page import render_quality_page
-
-            results = DuckDBPublisher(publication.store).run_results(run_info.run_id)
-            summary.quality_page = render_quality_page(
-                results, run_info.run_id, Path(opts.quality_page)
-            )
-        return summary
+        return publication.publish_run(staging, run_info, reference, opts.quality_page)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -195,6 +195,17 @@ class Publication:
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
 
+    def publish_run(self, staging: str | Path, run: RunInfo, reference: dict[str, pa.Table],
+                    quality_page: str | Path | None = None) -> RunSummary:
+        """``publish`` a batch run, then write its data-quality page if asked (both executors)."""
+        summary = self.publish(staging, run, reference)
+        if quality_page:
+            from pipelines.quality.page import render_quality_page
+
+            results = self.publisher().run_results(run.run_id)
+            summary.quality_page = render_quality_page(results, run.run_id, Path(quality_page))
+        return summary
+
     def publisher(self) -> DuckDBPublisher:
         """The store's publisher: facts checked against, and published as, Parquet parts."""
         return DuckDBPublisher(self.layout.store, self.fiscal_year_start_month,

@@ -94,3 +94,20 @@ def test_the_utc_day_is_the_calendar_date_in_utc_whatever_the_offset(tmp_path: P
     con.register("t", pa.table({"ts": times}))
     got = [r[0] for r in con.execute(f"SELECT {steps.utc_day('ts')} FROM t").fetchall()]
     assert got == pc.cast(times, pa.date32()).to_pylist()
+
+
+def test_running_out_of_memory_is_a_user_error_saying_what_to_set(tmp_path: Path, monkeypatch):
+    import pipelines.embedded.engine as engine
+    from pipelines.errors import UserError
+    from pipelines.generate import generate_dataset
+    from pipelines.io.reference_loader import load_reference
+    from pipelines.rules.enrich import EnrichmentTimelines
+
+    generate_dataset(tmp_path / "data", events=20000, seed=3)
+    reference = load_reference(str(tmp_path / "data" / "reference"))
+    paths = sorted(str(p) for p in (tmp_path / "data" / "events").glob("*.jsonl"))
+    monkeypatch.setattr(engine, "MEMORY_LIMIT", "1MB")
+    with pytest.raises(UserError, match="ran out of memory") as error:
+        engine.stage_embedded(paths, reference, EnrichmentTimelines.build(reference),
+                              tmp_path / "staging", "r1", checks=False)
+    assert "REVATTR_ENGINE_MEMORY" in error.value.hint
