@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,17 +12,15 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import RunInfo, RunSummary
-from pipelines.io.events_reader import expand_event_paths
-from pipelines.io.publication import Publication, PublishedEvents
+from pipelines.io.duckdb_publisher import RunSummary
+from pipelines.io.publication import PublishedEvents
 from pipelines.io.reference_loader import load_reference
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.stage_frames import INPUTS
 from pipelines.quality.stages import STAGE_CHECKS
 from pipelines.rules.enrich import EnrichmentIndex
-from pipelines.run_options import new_run_id
+from pipelines.run_start import start_run
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.aggregate_views import AggregateViews
 from pipelines.transforms.attribute import Attribute
@@ -135,26 +132,13 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     if standard.runner is None:  # not the DirectRunner: it tries to download Prism first
         standard.runner = "FnApiRunner"
     opts = options.view_as(AttributionOptions)
-    started = dt.datetime.now(dt.UTC)
-    run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)
-
-    if not opts.events or not opts.reference:
-        raise UserError(
-            "both --events and --reference are required", hint="see 'revattr run --help'"
-        )
-    say("Listing event files")
-    paths = expand_event_paths(opts.events)
-    say("Loading reference data")  # up front: a bad file fails fast, with file and line
-    reference = load_reference(opts.reference)
-    db = Path(opts.db)
-    publication = Publication(db, opts.fiscal_year_start_month)
-    publication.prepare()  # fails fast on a database of an older layout
-    staging = Path(opts.staging_dir or db.parent / ".staging") / run_info.run_id
+    start = start_run(opts, say)
+    publication, staging = start.publication, start.staging
     settings = GraphSettings(
-        paths=paths,
+        paths=start.paths,
         reference_dir=str(opts.reference),
         staging=str(staging),
-        run_id=run_info.run_id,
+        run_id=start.run.run_id,
         reporting_currency=opts.reporting_currency,
         batch_rows=opts.batch_rows,
         shards=opts.shards,
@@ -162,10 +146,10 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         checks=opts.checks,
     )
     try:
-        say(f"Running the pipeline on {len(paths)} file(s)")
+        say(f"Running the pipeline on {len(start.paths)} file(s)")
         with beam.Pipeline(options=options) as p:
             build_graph(p, settings)
         say("Publishing")
-        return publication.publish_run(staging, run_info, reference, opts.quality_page)
+        return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

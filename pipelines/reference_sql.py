@@ -655,6 +655,13 @@ def _publish(con: duckdb.DuckDBPyConnection) -> None:
         WHERE fx_reason IS NOT NULL
         ORDER BY source, position
     """)
+    write_counts(con, "ref__raw", "SELECT * FROM ref__dedup WHERE outcome = 'duplicate'")
+
+
+def write_counts(con: duckdb.DuckDBPyConnection, records: str, duplicates: str) -> None:
+    """``ref_quarantine_counts`` and ``ref_counts`` from ``ref_quarantine`` and
+    ``ref_attributed_events``; ``records`` is a table of every input record,
+    ``duplicates`` a query of the duplicate ones. They must balance."""
     order = "CASE reason " + " ".join(
         f"WHEN {_lit(r)} THEN {i}" for i, r in enumerate(QUARANTINE_ORDER)) + " END"
     con.execute("DROP TABLE IF EXISTS ref_quarantine_counts")
@@ -664,18 +671,17 @@ def _publish(con: duckdb.DuckDBPyConnection) -> None:
         GROUP BY reason ORDER BY {order}
     """)
     con.execute("DROP TABLE IF EXISTS ref_counts")
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE ref_counts AS SELECT
-            (SELECT count(*) FROM ref__raw)::BIGINT AS input_records,
+            (SELECT count(*) FROM {records})::BIGINT AS input_records,
             (SELECT count(*) FROM ref_attributed_events)::BIGINT AS accepted,
-            (SELECT count(*) FROM ref__dedup WHERE outcome = 'duplicate')::BIGINT AS duplicates,
+            (SELECT count(*) FROM ({duplicates}))::BIGINT AS duplicates,
             (SELECT count(*) FROM ref_quarantine)::BIGINT AS quarantined
     """)
-    total, accepted, duplicates, quarantined = con.execute(
-        "SELECT * FROM ref_counts").fetchall()[0]
-    if total != accepted + duplicates + quarantined:
+    total, accepted, dups, quarantined = con.execute("SELECT * FROM ref_counts").fetchall()[0]
+    if total != accepted + dups + quarantined:
         raise AssertionError(
-            f"reference does not balance: {total} != {accepted} + {duplicates} + {quarantined}")
+            f"reference does not balance: {total} != {accepted} + {dups} + {quarantined}")
 
 
 _TEMP_TABLES = (

@@ -60,7 +60,6 @@ from pipelines.reference_sql import (
     OPTIONAL,
     OUTPUT_SCALE,
     PLAIN_DECIMAL,
-    QUARANTINE_ORDER,
     RATE_SCALE,
     REQUIRED,
     RFC3339,
@@ -72,6 +71,7 @@ from pipelines.reference_sql import (
     _load_reference,
     _prepare_reference,
     _raw_table,
+    write_counts,
 )
 from schemas.money import CURRENCY_MINOR_UNITS
 from schemas.outputs import (
@@ -595,28 +595,8 @@ def _publish(con: duckdb.DuckDBPyConnection, minor: int, jsonl_ranks: list[int])
         FROM q JOIN ref__t_files f ON f.idx = q.idx LEFT JOIN base b ON b.idx = q.idx
         ORDER BY f.source, position
     """)
-    order = "CASE reason " + " ".join(
-        f"WHEN {_lit(r)} THEN {i}" for i, r in enumerate(QUARANTINE_ORDER)) + " END"
-    con.execute("DROP TABLE IF EXISTS ref_quarantine_counts")
-    con.execute(f"""
-        CREATE TABLE ref_quarantine_counts AS
-        SELECT reason, count(*)::BIGINT AS n FROM ref_quarantine
-        GROUP BY reason ORDER BY {order}
-    """)
-    con.execute("DROP TABLE IF EXISTS ref_counts")
-    con.execute("""
-        CREATE TABLE ref_counts AS SELECT
-            (SELECT count(*) FROM ref__t_checked)::BIGINT AS input_records,
-            (SELECT count(*) FROM ref_attributed_events)::BIGINT AS accepted,
-            (SELECT count(*) FROM ref__t_outcome WHERE outcome = 'duplicate')::BIGINT
-                AS duplicates,
-            (SELECT count(*) FROM ref_quarantine)::BIGINT AS quarantined
-    """)
-    total, accepted, duplicates, quarantined = con.execute(
-        "SELECT * FROM ref_counts").fetchall()[0]
-    if total != accepted + duplicates + quarantined:
-        raise AssertionError(
-            f"reference does not balance: {total} != {accepted} + {duplicates} + {quarantined}")
+    write_counts(con, "ref__t_checked",
+                 "SELECT * FROM ref__t_outcome WHERE outcome = 'duplicate'")
 
 
 def compute_reference(

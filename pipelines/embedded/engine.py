@@ -178,7 +178,7 @@ def _check(
                 yield reference[self.name]
                 return
             sql, schema = sources[self.name]
-            for batch in con.sql(sql).fetch_arrow_reader(batch_rows):
+            for batch in con.sql(sql).to_arrow_reader(batch_rows):
                 table = pa.Table.from_batches([batch])
                 yield table.cast(schema) if schema is not None else table
 

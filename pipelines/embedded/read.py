@@ -1,6 +1,6 @@
-"""Event files into the engine's DuckDB connection: ``raw_text`` rows, all strings.
+"""Event files as SQL relations for the engine's DuckDB connection, all strings.
 
-``load_raw(con, paths)`` fills ``raw_text(source, position, line, fast, <fields>)``:
+``raw_relations(paths)`` gives relations of ``source, position, line, fast, <fields>``:
 one row per record (blank JSONL lines are not records), the contract fields as
 text. ``fast`` says DuckDB's JSON parser read the record and it is plainly well
 formed (a flat JSON object of contract fields, nothing the reader would judge:
@@ -9,6 +9,9 @@ read again, by the reader's own per-line code (``events_reader.read_json_lines``
 so both executors judge a doubtful line identically. Files DuckDB cannot read as
 such (CSV, Parquet with non-string contract columns, non-UTF-8 text) are read by
 ``events_reader.iter_raw_batches`` and returned as Arrow tables instead.
+
+DuckDB re-prints a JSON-number amount from a double; its exact text is taken from the
+line with the reader's own regex (``events_reader.AMOUNT_NUMBER``).
 """
 
 from __future__ import annotations
@@ -22,20 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.io.duckdb_sql import literal
-from pipelines.io.events_reader import FORMATS, iter_raw_batches
+from pipelines.io.events_reader import AMOUNT_NUMBER, FORMATS, iter_raw_batches
 from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
 
-# The reader's regex for a JSON-number amount (events_reader._AMOUNT_NUMBER): its text.
-AMOUNT_NUMBER = (
-    r'"amount"[ \t]*:[ \t]*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)[ \t]*[,}]'
-)
 _NUMERIC_JSON = ("UBIGINT", "BIGINT", "DOUBLE", "HUGEINT")
 _GROUP_BYTES = 128 << 20  # JSONL bytes read at once per core (bounds the text in memory)
 
 
 @dataclass
 class RawInput:
-    """What ``load_raw`` read: records per file and the files read by the Arrow reader."""
+    """Records per file read by the Arrow reader (and its batches), the files DuckDB reads."""
 
     records: dict[str, int] = field(default_factory=dict)
     arrow: list[pa.Table] = field(default_factory=list)  # RAW_EVENT_SCHEMA
@@ -138,7 +137,7 @@ def _jsonl_relation(paths: list[str]) -> str:
     for i, name in enumerate(EVENT_FIELDS, start=1):
         if name == "amount":  # a JSON number keeps its text, as the reader keeps it
             values.append(f"CASE WHEN t[{i}] IN {numeric} "
-                          f"THEN regexp_extract(line, {literal(AMOUNT_NUMBER)}, 1) "
+                          f"THEN regexp_extract(line, {literal(AMOUNT_NUMBER)}, 2) "
                           f"ELSE s[{i}] END AS {name}")
         else:
             values.append(f"s[{i}] AS {name}")
@@ -199,6 +198,3 @@ def _jsonl_relation(paths: list[str]) -> str:
         FROM judged
     """
 
-
-def _in(values: list[str]) -> str:
-    return "(" + ", ".join(literal(v) for v in values) + ")"

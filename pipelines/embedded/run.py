@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from pipelines.embedded.engine import stage_embedded
-from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import RunInfo, RunSummary
-from pipelines.io.events_reader import expand_event_paths
-from pipelines.io.publication import Publication, PublishedEvents
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.duckdb_publisher import RunSummary
+from pipelines.io.publication import PublishedEvents
 from pipelines.rules.enrich import EnrichmentTimelines
-from pipelines.run_options import new_run_id, parse_run_arguments
+from pipelines.run_options import parse_run_arguments
+from pipelines.run_start import start_run
 
 
 def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = None) -> RunSummary:
@@ -25,29 +21,19 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     """
     say = progress or (lambda _message: None)
     opts = parse_run_arguments(argv)
-    started = dt.datetime.now(dt.UTC)
-    run_info = RunInfo(opts.run_id or new_run_id(started), "batch", started)
-    if not opts.events or not opts.reference:
-        raise UserError(
-            "both --events and --reference are required", hint="see 'revattr run --help'"
-        )
-    say("Listing event files")
-    paths = expand_event_paths(opts.events)
-    say("Loading reference data")  # up front: a bad file fails fast, with file and line
-    reference = load_reference(opts.reference)
-    publication = Publication(Path(opts.db), opts.fiscal_year_start_month)
-    publication.prepare()  # fails fast on a database of an older layout
-    staging = Path(opts.staging_dir or Path(opts.db).parent / ".staging") / run_info.run_id
+    start = start_run(opts, say)
+    publication, staging = start.publication, start.staging
     try:
-        say(f"Running the pipeline on {len(paths)} file(s)")
+        say(f"Running the pipeline on {len(start.paths)} file(s)")
         stage_embedded(
-            paths, reference, EnrichmentTimelines.build(reference), staging, run_info.run_id,
+            start.paths, start.reference, EnrichmentTimelines.build(start.reference), staging,
+            start.run.run_id,
             reporting_currency=opts.reporting_currency,
             history=PublishedEvents(publication.layout.catalog),
             checks=opts.checks,
             batch_rows=opts.batch_rows,
         )
         say("Publishing")
-        return publication.publish_run(staging, run_info, reference, opts.quality_page)
+        return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,7 +10,7 @@ executors give identical results by construction, and SQL only does the bulk:
   through ``rules.validate.validate_events``, which accepts it or says why not.
 * ``deduplicate``: SQL finds the contested event ids (repeated in the run or
   already published); ``rules.dedupe.deduplicate`` decides those rows only.
-* ``convert``: exact FX on scaled integers, rounded half-even, with the rate
+* ``convert``: exact FX in DECIMAL(38,13), rounded half-even, with the rate
   rule of ``rules.fx``; rows without a rate or whose amount overflows are
   rejected by ``rules.fx.convert_to_reporting`` itself.
 * ``enrich``: joins with the timelines of ``rules.enrich.EnrichmentTimelines``
@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.io.duckdb_sql import literal
+from pipelines.io.duckdb_sql import in_list, literal
 from pipelines.io.events_reader import read_json_lines
 from pipelines.rules.dedupe import DUPLICATE_SCHEMA, deduplicate
 from pipelines.rules.effects import EFFECTS
@@ -46,15 +46,27 @@ from schemas.events import (
     OPTIONAL_FIELDS,
     RAW_EVENT_SCHEMA,
 )
-from schemas.money import CURRENCY_MINOR_UNITS
-from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA, MEASURES, MONEY_MEASURES, REVENUE_VIEWS
+from schemas.money import (
+    AMOUNT_MAX_ABS_EXCLUSIVE,
+    AMOUNT_TYPE,
+    CURRENCY_MINOR_UNITS,
+    FX_RATE_TYPE,
+    REPORTING_MONEY_TYPE,
+)
+from schemas.outputs import (
+    ATTRIBUTED_EVENTS_SCHEMA,
+    MEASURES,
+    MONEY_MEASURES,
+    REVENUE_VIEWS,
+    create_table_sql,
+)
 from schemas.reference import UNASSIGNED
 from schemas.rejects import REJECT_SCHEMA
 
-AMOUNT_SCALE = 3  # schemas.money.AMOUNT_TYPE
-RATE_SCALE = 10  # schemas.money.FX_RATE_TYPE
-OUTPUT_SCALE = 2  # schemas.money.REPORTING_MONEY_TYPE
-_MAX_INT_DIGITS = 13
+AMOUNT_SCALE = AMOUNT_TYPE.scale
+RATE_SCALE = FX_RATE_TYPE.scale
+OUTPUT_SCALE = REPORTING_MONEY_TYPE.scale
+_MAX_INT_DIGITS = len(str(AMOUNT_MAX_ABS_EXCLUSIVE)) - 1  # |amount| < 10^13
 _SQL_SIGN = {">0": "> 0", ">=0": ">= 0", "!=0": "<> 0"}
 # RFC 3339 in its plainest form: upper-case T and Z, at most microseconds, years that
 # stay within 1..9999 in UTC whatever the offset. Anything else: the rule function.
@@ -64,10 +76,6 @@ _PLAIN_TIME = (
 )
 _PLAIN_AMOUNT = rf"-?[0-9]{{1,{_MAX_INT_DIGITS}}}(\.[0-9]{{1,{AMOUNT_SCALE}}})?"
 _EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
-
-
-def _in(values: list[str] | tuple[str, ...]) -> str:
-    return "(" + ", ".join(literal(v) for v in values) + ")"
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -101,7 +109,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
         for f in ID_FIELDS)
     fraction = ("CASE WHEN strpos(r.amount, '.') > 0 "
                 "THEN length(r.amount) - strpos(r.amount, '.') ELSE 0 END")
-    plain = (f"r.fast AND {ids} AND r.event_type IN {_in(EVENT_TYPES)} "
+    plain = (f"r.fast AND {ids} AND r.event_type IN {in_list(EVENT_TYPES)} "
              f"AND regexp_full_match(r.event_time, {literal(_PLAIN_TIME)}) "
              "AND r.event_time[1:4] BETWEEN '0002' AND '9998' "
              f"AND regexp_full_match(r.amount, {literal(_PLAIN_AMOUNT)})")
@@ -139,8 +147,8 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     con.execute("CREATE OR REPLACE VIEW checked AS "
                 + " UNION ALL ".join(f"SELECT * FROM checked_{i}" for i in range(len(relations))))
     counts = dict(con.execute("SELECT source, count(*) FROM checked GROUP BY source").fetchall())
-    con.execute(f"CREATE OR REPLACE TABLE rejects ({_ddl(REJECT_SCHEMA)})")
-    con.execute(f"CREATE OR REPLACE TABLE slow_events ({_ddl(EVENT_SCHEMA)})")
+    con.execute(create_table_sql("rejects", REJECT_SCHEMA))
+    con.execute(create_table_sql("slow_events", EVENT_SCHEMA))
     # Everything else is judged by the rule functions, as the Beam graph judges it.
     doubtful = _arrow(con, f"""
         SELECT source, position, line, event_time_text AS event_time, amount_text AS amount,
@@ -202,8 +210,8 @@ def deduplicate_events(con: duckdb.DuckDBPyConnection, published: pa.Table | Non
     con.unregister("_published_ids")
     contested = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM events SEMI JOIN contested_ids "
                             "USING (event_id)").cast(EVENT_SCHEMA)
-    con.execute(f"CREATE OR REPLACE TABLE winners ({_ddl(EVENT_SCHEMA)})")
-    con.execute(f"CREATE OR REPLACE TABLE duplicates ({_ddl(DUPLICATE_SCHEMA)})")
+    con.execute(create_table_sql("winners", EVENT_SCHEMA))
+    con.execute(create_table_sql("duplicates", DUPLICATE_SCHEMA))
     if contested.num_rows:
         result = deduplicate(contested, published)
         _insert_arrow(con, "winners", result.unique.select(EVENT_SCHEMA.names))
@@ -356,10 +364,4 @@ def aggregate_sql(view: str) -> str:
         f"CAST(sum({m}) AS {'DECIMAL(18,2)' if m in MONEY_MEASURES else 'BIGINT'}) AS {m}"
         for m in MEASURES)
     return f"SELECT {key}, day, {sums} FROM facts GROUP BY {key}, day"
-
-
-def _ddl(schema: pa.Schema) -> str:
-    from schemas.outputs import duckdb_type
-
-    return ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in schema)
 

@@ -17,6 +17,11 @@ def literal(text: str | Path) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+def in_list(values: list[str] | tuple[str, ...]) -> str:
+    """A SQL list of string literals, for ``x IN (...)``."""
+    return "(" + ", ".join(literal(v) for v in values) + ")"
+
+
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The base tables of the connected database."""
     return {r[0] for r in fetch_all(con, "SELECT table_name FROM duckdb_tables()")}

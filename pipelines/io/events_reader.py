@@ -47,7 +47,7 @@ first row is ``null``.
 JSON-number amounts: the first time Arrow reports a numeric ``amount`` in a
 file, amounts are quoted before parsing for the rest of the file
 (``"amount": 12.50`` -> ``"amount": "12.50"``, the exact text, vectorised with
-numpy; byte-identical to the regex ``_AMOUNT_NUMBER``, which is used for the
+numpy; byte-identical to the regex ``AMOUNT_NUMBER``, which is used for the
 rest of the chunk in progress). Files with string amounts never pay for it.
 """
 
@@ -88,7 +88,7 @@ _MAX_READ = 256 << 20  # well under the 2 GiB limit of int32 string offsets
 _LINE_BY_LINE = 32  # bisection stops at this many lines and classifies each one
 _DENSE = 4  # a bad line this close after another one ...
 _SCREEN = 64  # ... has the next lines screened with json.loads
-_AMOUNT_NUMBER = (
+AMOUNT_NUMBER = (
     r'("amount"[ \t]*:[ \t]*)'
     r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
     r"([ \t]*[,}])"
@@ -586,7 +586,7 @@ _KEY = b'"amount"'
 def _quote_amount_numbers(whole: pa.StringArray, buf: bytes, cut: int):
     """``"amount": 12.5`` -> ``"amount": "12.5"`` in ``buf[:cut]``, vectorised.
 
-    Equivalent to the ``_AMOUNT_NUMBER`` regex but a few times faster: the key's
+    Equivalent to the ``AMOUNT_NUMBER`` regex but a few times faster: the key's
     occurrences come from one split of the chunk, the number after each is
     found and checked (JSON number grammar, then ``,`` or ``}``) with numpy and
     one regex over the short number texts, and the quotes are inserted in one
@@ -648,7 +648,7 @@ def _as_bool(values: pa.Array) -> np.ndarray:
 def _quote_amounts(region: pa.Buffer) -> pa.Buffer:
     """``"amount": 12.5`` -> ``"amount": "12.5"`` over a whole region, vectorised."""
     one = _string_array(region, np.array([0, region.size], dtype=np.int32))
-    out = pc.replace_substring_regex(one, _AMOUNT_NUMBER, _AMOUNT_QUOTED)
+    out = pc.replace_substring_regex(one, AMOUNT_NUMBER, _AMOUNT_QUOTED)
     offsets = np.frombuffer(out.buffers()[1], dtype=np.int32)[out.offset:out.offset + 2]
     return out.buffers()[2].slice(int(offsets[0]), int(offsets[1] - offsets[0]))
 

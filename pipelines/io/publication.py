@@ -211,9 +211,10 @@ class Publication:
         return DuckDBPublisher(self.layout.store, self.fiscal_year_start_month,
                                published_facts=self.published_facts_sql)
 
-    def published_facts_sql(self) -> str:
-        """SQL: the facts readers see now (the live parts of ``attributed_events``)."""
-        files = ", ".join(literal(p.path) for p in self.live_parts(FACTS))
+    def published_facts_sql(self, parts: list[Part] | None = None) -> str:
+        """SQL: the facts readers see now (the live ``parts`` of ``attributed_events``)."""
+        parts = self.live_parts(FACTS) if parts is None else parts
+        files = ", ".join(literal(p.path) for p in parts)
         if not files:
             return "SELECT NULL::VARCHAR AS event_id WHERE false"
         return f"SELECT * FROM read_parquet([{files}])"
@@ -310,7 +311,8 @@ class Publication:
     def _version_facts(self, con: duckdb.DuckDBPyConnection, version: int,
                        run_id: str) -> Path | None:
         """The facts part of ``version`` (None: the run published no facts); a stale part
-        of that number (left by a publication that never committed) is removed."""
+        of that number (left by a publication that never committed) is removed. Parts are
+        merged only once committed, so a version being exported still has its own part."""
         target = self.layout.relation_dir(FACTS) / part_name(version, version)
         accepted = fetch_all(
             con, "SELECT accepted FROM pipeline_runs WHERE run_id = ? AND status = 'succeeded'",
@@ -318,9 +320,6 @@ class Publication:
         expected = accepted[0][0] if accepted else 0
         if not expected:
             target.unlink(missing_ok=True)
-            return None
-        covered = any(p.lo <= version <= p.hi for p in self._parts(FACTS) if p.path != target)
-        if not target.exists() and covered:  # already merged into a wider part
             return None
         if not target.exists() or pq.read_metadata(target).num_rows != expected:
             raise UserError(
@@ -330,10 +329,6 @@ class Publication:
                 hint="remove this --db and its .d folder and run the inputs again",
             )
         return target
-
-    def _parts(self, name: str) -> list[Part]:
-        return [p for path in self.layout.relation_dir(name).glob("p*.parquet")
-                if (p := Part.parse(path))]
 
     @staticmethod
     def _version_sql(relation: PublishedRelation, run_id: str) -> str:
@@ -469,16 +464,16 @@ class PublishedEvents:
 
     def lookup(self, event_ids: pa.Array) -> pa.Table | None:
         """Published ``event_id`` + payload fields of these ids; None if nothing is published."""
-        parts = Publication(self.db).live_parts(FACTS)
+        publication = Publication(self.db)
+        parts = publication.live_parts(FACTS)
         if not parts:
             return None
         wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
-        files = "[" + ", ".join(literal(p.path) for p in parts) + "]"
         columns = ", ".join(("event_id", *PAYLOAD_FIELDS))
         con = duckdb.connect()
         try:
             return con.sql(
-                f"SELECT {columns} FROM read_parquet({files}) "
+                f"SELECT {columns} FROM ({publication.published_facts_sql(parts)}) "
                 "WHERE event_id IN (SELECT event_id FROM wanted)"
             ).to_arrow_table()
         finally:

@@ -15,6 +15,8 @@ from pipelines.embedded.engine import connect_engine
 from pipelines.rules.fx import convert_to_reporting
 from schemas.events import EVENT_SCHEMA
 from schemas.money import FX_RATE_TYPE
+from schemas.outputs import create_table_sql
+from schemas.rejects import REJECT_SCHEMA
 
 UTC = dt.UTC
 
@@ -64,7 +66,7 @@ def test_sql_conversion_equals_the_rule_function_row_for_row(tmp_path: Path, rep
     table = events(EDGES)
     expected, expected_rejects = convert_to_reporting(table, FX, reporting)
     con = connect_engine(tmp_path / "engine")
-    con.execute(f"CREATE TABLE rejects ({steps._ddl(steps.REJECT_SCHEMA)})")
+    con.execute(create_table_sql("rejects", REJECT_SCHEMA))
     con.register("_events", table)
     con.execute("CREATE VIEW unique_events AS SELECT * FROM _events")
     steps.convert(con, FX, reporting)

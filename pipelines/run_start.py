@@ -1,0 +1,51 @@
+"""What both executors do before their steps run: the run's identity, its files, the
+reference data and the publication it goes to (no Beam import here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.errors import UserError
+from pipelines.io.duckdb_publisher import RunInfo
+from pipelines.io.events_reader import expand_event_paths
+from pipelines.io.publication import Publication
+from pipelines.io.reference_loader import load_reference
+from pipelines.run_options import new_run_id
+
+
+@dataclass(frozen=True)
+class RunStart:
+    run: RunInfo
+    paths: list[str]
+    reference: dict[str, pa.Table]
+    publication: Publication
+    staging: Path  # the run's own staging folder
+
+
+def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN401
+    """``opts``: the ``run_options`` flags (argparse namespace or ``AttributionOptions``).
+
+    Fails fast, with file and line, on missing flags, no event files, a bad reference
+    file or a database of an older layout, before any step runs.
+    """
+    started = dt.datetime.now(dt.UTC)
+    run = RunInfo(opts.run_id or new_run_id(started), "batch", started)
+    if not opts.events or not opts.reference:
+        raise UserError(
+            "both --events and --reference are required", hint="see 'revattr run --help'"
+        )
+    say("Listing event files")
+    paths = expand_event_paths(opts.events)
+    say("Loading reference data")
+    reference = load_reference(opts.reference)
+    db = Path(opts.db)
+    publication = Publication(db, opts.fiscal_year_start_month)
+    publication.prepare()
+    staging = Path(opts.staging_dir or db.parent / ".staging") / run.run_id
+    return RunStart(run, paths, reference, publication, staging)
