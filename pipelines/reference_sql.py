@@ -536,6 +536,20 @@ def _convert(con: duckdb.DuckDBPyConnection, reporting_currency: str, minor: int
     """)
 
 
+# Every territory (tree or rules) with each of its ancestors (itself at depth 0), as a
+# recursive CTE named ``ancestry(leaf, node, depth)``; chains are cut at depth 64.
+ANCESTRY = """WITH RECURSIVE nodes AS (
+            SELECT territory_id FROM ref__territories
+            UNION SELECT territory_id FROM ref__rules
+        ), ancestry(leaf, node, depth) AS (
+            SELECT territory_id, territory_id, 0 FROM nodes
+            UNION ALL
+            SELECT a.leaf, t.parent_territory_id, a.depth + 1
+            FROM ancestry a JOIN ref__territories t ON t.territory_id = a.node
+            WHERE t.parent_territory_id IS NOT NULL AND a.depth < 64
+        )"""
+
+
 def _enrich(con: duckdb.DuckDBPyConnection) -> None:
     """Account manager, leaf territory and territory manager as of each event's time."""
     con.execute(f"""
@@ -569,16 +583,7 @@ def _enrich(con: duckdb.DuckDBPyConnection) -> None:
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ref__territory_manager AS
-        WITH RECURSIVE nodes AS (
-            SELECT territory_id FROM ref__territories
-            UNION SELECT territory_id FROM ref__rules
-        ), ancestry(leaf, node, depth) AS (
-            SELECT territory_id, territory_id, 0 FROM nodes
-            UNION ALL
-            SELECT a.leaf, t.parent_territory_id, a.depth + 1
-            FROM ancestry a JOIN ref__territories t ON t.territory_id = a.node
-            WHERE t.parent_territory_id IS NOT NULL AND a.depth < 64
-        )
+        {ANCESTRY}
         SELECT e.event_id, m.manager_id
         FROM ref__accepted x
         JOIN ref__territory e ON e.event_id = x.event_id

@@ -48,6 +48,7 @@ import pyarrow as pa
 from pipelines.reference_sql import _TEMP_TABLES as _ORACLE_TEMP_TABLES
 from pipelines.reference_sql import (
     AMOUNT_SCALE,
+    ANCESTRY,
     EFFECTS,
     FIELDS,
     ID_FIELDS,
@@ -441,18 +442,9 @@ def _enrichment(con: duckdb.DuckDBPyConnection) -> None:
                    "c.prefix_len DESC, c.has_city DESC, c.has_region DESC, "
                    "c.has_country DESC, c.territory_id")}
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ref__t_ancestry AS
-        WITH RECURSIVE nodes AS (
-            SELECT territory_id FROM ref__territories
-            UNION SELECT territory_id FROM ref__rules
-        ), ancestry(leaf, node, depth) AS (
-            SELECT territory_id, territory_id, 0 FROM nodes
-            UNION ALL
-            SELECT a.leaf, t.parent_territory_id, a.depth + 1
-            FROM ancestry a JOIN ref__territories t ON t.territory_id = a.node
-            WHERE t.parent_territory_id IS NOT NULL AND a.depth < 64
-        )
+        {ANCESTRY}
         SELECT * FROM ancestry
     """)
     con.execute(f"""
