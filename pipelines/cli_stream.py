@@ -1,4 +1,5 @@
-"""``revattr stream`` and ``revattr repair``: flags, summaries and exit codes.
+"""``revattr stream``, ``revattr stream-finalise`` and ``revattr repair``: flags, summaries
+and exit codes.
 
 Registered on the ``revattr`` app by ``pipelines.cli``. Heavy imports (Beam,
 DuckDB) happen inside the verbs, so ``--help`` stays instant. What all verbs share
@@ -71,6 +72,20 @@ def stream_command(
         str | None,
         typer.Option(help="Pub/Sub attribute carrying the event time (drives the watermark)."),
     ] = None,
+    sink: Annotated[
+        str,
+        typer.Option(
+            help="duckdb: the workers write --db (one machine); parts: Parquet parts under "
+            "--parts-dir, applied to --db by this process (Dataflow, Flink)."
+        ),
+    ] = "duckdb",
+    parts_dir: Annotated[
+        str | None,
+        typer.Option(help="Shared directory of the parts (local path, gs://, s3://)."),
+    ] = None,
+    finalise_interval: Annotated[
+        str, typer.Option(help="How often new parts are applied to --db (--sink parts).")
+    ] = "10s",
     runner: Annotated[str, typer.Option(help="Beam runner.")] = "DirectRunner",
     beam_args: Annotated[
         list[str] | None,
@@ -107,14 +122,19 @@ def stream_command(
             if pubsub_timestamp_attribute
             else []
         ),
+        f"--sink={sink}",
+        *([f"--parts_dir={parts_dir}"] if parts_dir else []),
+        f"--finalise_interval={finalise_interval}",
         f"--runner={runner}",
         "--streaming",
         *(beam_args or []),
     ]
-    if "dataflow" in runner.lower():
+    if sink not in ("duckdb", "parts"):
+        fail(UserError(f"unknown --sink {sink!r}", hint="use --sink duckdb or --sink parts"))
+    if "dataflow" in runner.lower() and sink == "duckdb":
         err_console.print(
             f"[yellow]warning:[/] the DuckDB sink writes {escape(str(db))} on each Dataflow "
-            "worker's local disk; see docs/streaming.md (Dataflow caveats)",
+            "worker's local disk; use --sink parts --parts-dir gs://... (docs/streaming.md)",
             soft_wrap=True,
         )
     started = time.perf_counter()
@@ -131,6 +151,76 @@ def stream_command(
     table.add_row("output", str(db))
     console.print(table)
     raise typer.Exit(EXIT_OK if summary.status == "succeeded" else EXIT_CHECKS)
+
+
+def stream_finalise_command(
+    parts_dir: Annotated[
+        str, typer.Option(help="Directory of a `revattr stream --sink parts` job's parts.")
+    ],
+    db: Annotated[Path, typer.Option(help="DuckDB store the parts are applied to.")] = Path(
+        "out/revenue.duckdb"
+    ),
+    run_id: Annotated[
+        str | None, typer.Option(help="Only this run's parts (default: every run found).")
+    ] = None,
+    fiscal_year_start_month: Annotated[
+        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
+    ] = 1,
+    watch: Annotated[
+        str,
+        typer.Option(help="Keep applying new parts this often, e.g. 30s, until Ctrl-C (0: once)."),
+    ] = "0",
+    finish: Annotated[
+        bool,
+        typer.Option(help="Then close the runs' pipeline_runs rows (after the job drained)."),
+    ] = False,
+) -> None:
+    """Apply the committed parts of a stream job to the DuckDB store, each exactly once.
+
+    The only writer of --db: run it while the job streams (--watch) and once after it
+    was drained (--finish). Parts already applied are skipped.
+    """
+    quiet_libraries()
+    from pipelines.io.stream_parts import committed_parts, finalise_parts
+    from pipelines.io.streaming_sink import finish_run
+    from pipelines.streaming_options import parse_duration
+
+    try:
+        every = parse_duration(watch)
+    except ValueError as error:
+        fail(UserError(str(error), hint="see 'revattr stream-finalise --help'"))
+    applied = duplicates = 0
+    try:
+        while True:
+            result = finalise_parts(parts_dir, db, run_id, fiscal_year_start_month)
+            applied += len(result.applied)
+            duplicates += len(result.duplicates)
+            if result.applied or result.duplicates:
+                console.print(
+                    f"applied {len(result.applied)} part(s) to {db}"
+                    + (f", {len(result.duplicates)} duplicate(s) skipped"
+                       if result.duplicates else "")
+                )
+            if not every:
+                break
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    except UserError as error:
+        fail(error)
+    except (OSError, ValueError) as error:
+        fail(UserError(f"cannot apply the parts: {error}", where=parts_dir))
+    if not applied and not duplicates:
+        console.print(f"no new parts under {parts_dir}")
+    status = "succeeded"
+    if finish:
+        runs = sorted({run for run, _, _ in committed_parts(parts_dir, run_id)})
+        for run in runs:
+            summary = finish_run(db, run, fiscal_year_start_month)
+            console.print(f"run {run}: {summary.status} ({summary.input_records:,} messages in, "
+                          f"{summary.accepted:,} accepted)")
+            status = status if summary.status == "succeeded" else summary.status
+    raise typer.Exit(EXIT_OK if status == "succeeded" else EXIT_CHECKS)
 
 
 def repair_command(

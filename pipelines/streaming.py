@@ -1,6 +1,7 @@
 """The streaming pipeline: messages -> parse -> deduplicate -> convert -> enrich ->
-attribute -> facts and windowed view panes -> DuckDB. Wiring only: the work is in
-transforms/, rules/ and io/. See docs/streaming.md.
+attribute -> facts and windowed view panes -> DuckDB (or Parquet parts a finaliser
+applies to DuckDB: ``--sink parts``). Wiring only: the work is in transforms/, rules/
+and io/. See docs/streaming.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.errors import UserError
 from pipelines.io.reference_loader import load_reference
+from pipelines.io.stream_parts import (
+    PartsFinaliser,
+    WriteStreamParts,
+    counted_messages,
+    finalise_parts,
+)
 from pipelines.io.streaming_sink import (
     StreamingSink,
     StreamRunSummary,
@@ -62,6 +69,9 @@ class StreamSettings:
     shards: int = 16
     expansion_service: str | None = None
     pubsub_timestamp_attribute: str | None = None
+    sink: str = "duckdb"  # or "parts": Parquet parts under parts_dir, see io/stream_parts.py
+    parts_dir: str | None = None
+    finalise_interval_seconds: int = 10
 
 
 def build_streaming_graph(
@@ -109,8 +119,11 @@ def build_streaming_graph(
         converted[QUARANTINE],
     ) | "GatherQuarantine" >> beam.Flatten()
 
+    inputs = read[COUNTS]
+    if s.sink == "parts":  # content-addressed parts: each count names its messages
+        inputs = read.records | "CountMessages" >> beam.Map(counted_messages)
     outputs = {
-        "inputs": read[COUNTS],
+        "inputs": inputs,
         "reference": reference | "ReferenceToGlobal" >> beam.WindowInto(
             beam.window.GlobalWindows()
         ),
@@ -130,7 +143,13 @@ def build_streaming_graph(
         source_label=source if isinstance(source, str) else "stand-in",
         fiscal_year_start_month=s.fiscal_year_start_month,
     )
-    records | "GatherSinkRecords" >> beam.Flatten() | "WriteToDuckDB" >> WriteToDuckDB(sink)
+    gathered = records | "GatherSinkRecords" >> beam.Flatten()
+    if s.sink == "parts":
+        gathered | "WriteStreamParts" >> WriteStreamParts(
+            s.parts_dir, s.run_id, sink.source_label
+        )
+    else:
+        gathered | "WriteToDuckDB" >> WriteToDuckDB(sink)
     return {**outputs, "attributed_events": attributed}
 
 
@@ -151,12 +170,19 @@ def settings_from(
         allowed_lateness = parse_duration(opts.allowed_lateness)
         margin = parse_duration(opts.dedupe_margin)
         refresh = parse_duration(opts.reference_refresh)
+        finalise_interval = parse_duration(opts.finalise_interval)
     except ValueError as error:
         raise UserError(str(error), hint="see 'revattr stream --help'") from None
     if opts.early_firing_seconds < 0 or opts.max_batch_messages < 1 or shared.shards < 1:
         raise UserError(
             "--early_firing_seconds must be >= 0, --max_batch_messages and --shards >= 1",
             hint="see 'revattr stream --help'",
+        )
+    if opts.sink == "parts" and not opts.parts_dir:
+        raise UserError(
+            "--sink parts needs --parts_dir (a directory every worker and the launcher can "
+            "reach: a local path, gs:// or s3://)",
+            hint="see docs/streaming.md, 'The parts sink'",
         )
     return StreamSettings(
         reference_dir=str(shared.reference),
@@ -173,6 +199,9 @@ def settings_from(
         shards=shared.shards,
         expansion_service=opts.expansion_service,
         pubsub_timestamp_attribute=opts.pubsub_timestamp_attribute,
+        sink=opts.sink,
+        parts_dir=opts.parts_dir,
+        finalise_interval_seconds=max(finalise_interval, 1),
     )
 
 
@@ -194,6 +223,12 @@ def run(
     say("Loading reference data")  # up front: a bad file fails fast, with file and line
     load_reference(settings.reference_dir)
     say(f"Streaming from {opts.source if source is None else 'a stand-in source'}")
+    finaliser = None
+    if settings.sink == "parts":  # the launcher is the store's only writer
+        finaliser = PartsFinaliser(
+            settings.parts_dir, settings.db, run_id, settings.fiscal_year_start_month,
+            settings.finalise_interval_seconds,
+        ).start()
     try:
         with beam.Pipeline(options=options) as p:
             build_streaming_graph(p, settings, source if source is not None else opts.source)
@@ -206,6 +241,11 @@ def run(
         raise explained from error
     finally:
         close_connections()
+        if finaliser is not None:
+            finaliser.stop()
+    if settings.sink == "parts":
+        say("Applying the last parts")
+        finalise_parts(settings.parts_dir, settings.db, run_id, settings.fiscal_year_start_month)
     say("Closing the run")
     return finish_run(settings.db, run_id, settings.fiscal_year_start_month)
 

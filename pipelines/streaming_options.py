@@ -61,3 +61,12 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument("--pubsub_timestamp_attribute", default=None,
                             help="Pub/Sub attribute holding each message's event time "
                                  "(RFC 3339 or epoch millis); the watermark then follows it.")
+        parser.add_argument("--sink", choices=("duckdb", "parts"), default="duckdb",
+                            help="duckdb: the workers write --db (one machine); parts: Parquet "
+                                 "parts under --parts_dir, applied to --db by the launcher's "
+                                 "finaliser (Dataflow, Flink).")
+        parser.add_argument("--parts_dir", default=None,
+                            help="Where --sink parts writes (local path, gs://, s3://): shared "
+                                 "by the workers and the finaliser.")
+        parser.add_argument("--finalise_interval", default="10s",
+                            help="How often the launcher applies new parts to --db (--sink parts).")
