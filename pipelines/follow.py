@@ -43,7 +43,7 @@ from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import RunInfo, RunSummary, connect
 from pipelines.io.duckdb_sql import fetch_all, table_names
 from pipelines.io.publication import Publication, PublishedEvents
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.reference_cache import resolve_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 
 EVENT_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -191,8 +191,8 @@ class Follower:
         if self.reference is not None and signature == self._reference_signature:
             return
         try:
-            reference = load_reference(self.s.reference)
-            timelines = EnrichmentTimelines.build(reference)
+            resolved = resolve_reference(self.s.reference, self.say)
+            reference, timelines = resolved.tables, resolved.timelines
             results = self._check_reference(reference)
         except UserError as error:
             if self.reference is None:

@@ -15,7 +15,8 @@ from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import RunInfo
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.reference_cache import resolve_reference
+from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.run_options import new_run_id
 
 
@@ -24,6 +25,7 @@ class RunStart:
     run: RunInfo
     paths: list[str]
     reference: dict[str, pa.Table]
+    timelines: EnrichmentTimelines  # the reference resolved (cached per snapshot)
     publication: Publication
     staging: Path  # the run's own staging folder
 
@@ -43,9 +45,9 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     say("Listing event files")
     paths = expand_event_paths(opts.events)
     say("Loading reference data")
-    reference = load_reference(opts.reference)
+    resolved = resolve_reference(opts.reference, say)
     db = Path(opts.db)
     publication = Publication(db, opts.fiscal_year_start_month)
     publication.prepare()
     staging = Path(opts.staging_dir or db.parent / ".staging") / run.run_id
-    return RunStart(run, paths, reference, publication, staging)
+    return RunStart(run, paths, resolved.tables, resolved.timelines, publication, staging)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pipelines.embedded.engine import stage_embedded
 from pipelines.io.duckdb_publisher import RunSummary
 from pipelines.io.publication import PublishedEvents
-from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.run_options import parse_run_arguments
 from pipelines.run_start import start_run
 
@@ -26,7 +25,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     try:
         say(f"Running the pipeline on {len(start.paths)} file(s)")
         stage_embedded(
-            start.paths, start.reference, EnrichmentTimelines.build(start.reference), staging,
+            start.paths, start.reference, start.timelines, staging,
             start.run.run_id,
             reporting_currency=opts.reporting_currency,
             history=PublishedEvents(publication.layout.catalog),

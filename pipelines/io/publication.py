@@ -114,6 +114,7 @@ class Publication:
         # Seconds spent by the last publish: applying to the store, exporting to readers.
         self.timings: dict[str, float] = {}
         self._prepared = False  # prepare() and the crash catch-up ran in this process
+        self._layout_ready = False  # prepare() ran in this process
 
     @property
     def store(self) -> Path:
@@ -121,7 +122,10 @@ class Publication:
 
     # -- set-up ------------------------------------------------------------
     def prepare(self) -> None:
-        """Create the folders, an empty committed version 0 and the catalog (idempotent)."""
+        """Create the folders, an empty committed version 0 and the catalog (idempotent;
+        once per process)."""
+        if self._layout_ready:
+            return
         layout = self.layout
         if layout.catalog.exists() and not layout.root.exists():
             raise UserError(
@@ -147,6 +151,7 @@ class Publication:
         if not any(layout.commits.glob("v*.json")):
             self._write_marker(0, {"version": 0, "run_id": None})
         write_catalog(layout, self.fiscal_year_start_month)
+        self._layout_ready = True
 
     # -- publishing --------------------------------------------------------
     def publish(
