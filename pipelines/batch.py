@@ -7,14 +7,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.io import files
 from pipelines.io.duckdb_publisher import RunSummary
-from pipelines.io.publication import PublishedEvents
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.publication import FACTS, Publication
+from pipelines.io.reference_loader import load_reference_from
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.stage_frames import INPUTS
@@ -26,7 +26,7 @@ from pipelines.transforms.aggregate_views import AggregateViews
 from pipelines.transforms.attribute import Attribute
 from pipelines.transforms.check_stage import CheckStage
 from pipelines.transforms.convert_currency import ConvertCurrency
-from pipelines.transforms.deduplicate import DUPLICATES, Deduplicate, History
+from pipelines.transforms.deduplicate import DUPLICATES, Deduplicate
 from pipelines.transforms.enrich_as_of import EnrichAsOf
 from pipelines.transforms.parse_events import ParseEvents
 from pipelines.transforms.read_events import COUNTS, ReadEvents
@@ -40,14 +40,14 @@ from schemas.rejects import REJECT_SCHEMA
 class GraphSettings:
     """What the graph needs besides the pipeline object."""
 
-    paths: list[str]
+    paths: list[str]  # event files, any FileSystems path
     reference_dir: str  # read inside the pipeline: a path ships cheaply, tables would be pickled
-    staging: str
+    staging: str  # where the graph writes its parts (any FileSystems path)
     run_id: str
     reporting_currency: str = "USD"
     batch_rows: int = 65536
     shards: int = 16
-    history: History | None = None
+    history_parts: tuple[str, ...] = ()  # published facts parts the workers can read
     checks: bool = True
 
 
@@ -56,7 +56,7 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
     reference = (
         p
         | "ReferenceDir" >> beam.Create([s.reference_dir])
-        | "LoadReference" >> beam.Map(load_reference)
+        | "LoadReference" >> beam.Map(load_reference_from)
     )
     reference_side = beam.pvalue.AsSingleton(reference)
     index_side = beam.pvalue.AsSingleton(
@@ -65,8 +65,9 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
 
     read = p | "ReadEvents" >> ReadEvents(s.paths, s.batch_rows)
     parsed = read.records | "ParseEvents" >> ParseEvents()
-    spill = str(Path(s.staging) / "_shuffle")
-    deduped = parsed.events | "Deduplicate" >> Deduplicate(s.history, s.shards, spill, s.batch_rows)
+    spill = files.join(s.staging, "_shuffle")
+    deduped = parsed.events | "Deduplicate" >> Deduplicate(
+        list(s.history_parts), s.shards, spill, s.batch_rows)
     converted = deduped.unique | "ConvertCurrency" >> ConvertCurrency(
         reference_side, s.reporting_currency
     )
@@ -125,7 +126,12 @@ def check_stages(
 
 
 def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = None) -> RunSummary:
-    """Run the batch pipeline and publish its outputs; returns the run summary."""
+    """Run the batch pipeline and publish its outputs; returns the run summary.
+
+    With a remote ``--staging_dir`` (``gs://...``) the workers write the run's parts
+    there and read the published history from a copy there; this process (the
+    finaliser, the only writer of the store) then fetches the parts and publishes.
+    """
     say = progress or (lambda _message: None)
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
@@ -134,22 +140,39 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     opts = options.view_as(AttributionOptions)
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
+    remote = opts.staging_dir if files.has_scheme(opts.staging_dir or "") else None
+    graph_staging = files.join(remote, start.run.run_id) if remote else str(staging)
     settings = GraphSettings(
         paths=start.paths,
         reference_dir=str(opts.reference),
-        staging=str(staging),
+        staging=graph_staging,
         run_id=start.run.run_id,
         reporting_currency=opts.reporting_currency,
         batch_rows=opts.batch_rows,
         shards=opts.shards,
-        history=PublishedEvents(publication.layout.catalog),
+        history_parts=tuple(history_parts(publication, remote)),
         checks=opts.checks,
     )
     try:
         say(f"Running the pipeline on {len(start.paths)} file(s)")
         with beam.Pipeline(options=options) as p:
             build_graph(p, settings)
+        if remote:
+            say(f"Fetching the staged parts from {graph_staging}")
+            files.fetch_folder(graph_staging, staging)
         say("Publishing")
         return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if remote:
+            files.delete_folder(graph_staging)
+
+
+def history_parts(publication: Publication, remote_staging: str | None) -> list[str]:
+    """The published facts parts for cross-run dedupe, as paths the workers read: the
+    store's own parts, or (remote staging) their copies under ``<staging>/_history``
+    (parts are immutable and uniquely named: each is copied once)."""
+    parts = [str(p.path) for p in publication.live_parts(FACTS)]
+    if remote_staging is None or not parts:
+        return parts
+    return files.copy_missing(parts, files.join(remote_staging, "_history"))

@@ -6,6 +6,8 @@ import shutil
 from collections.abc import Callable
 
 from pipelines.embedded.engine import stage_embedded
+from pipelines.errors import UserError
+from pipelines.io import files
 from pipelines.io.duckdb_publisher import RunSummary
 from pipelines.io.publication import PublishedEvents
 from pipelines.run_options import parse_run_arguments
@@ -20,6 +22,12 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     """
     say = progress or (lambda _message: None)
     opts = parse_run_arguments(argv)
+    remote = [p for p in (opts.events, opts.staging_dir or "") if files.has_scheme(p)]
+    if remote:
+        raise UserError(
+            f"the embedded engine reads and writes local files only, not {remote[0]}",
+            hint="run the Beam graph for remote paths: revattr run --executor beam "
+                 "--runner DataflowRunner ... (docs/deploy.md)")
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
     try:

@@ -57,8 +57,9 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -144,14 +145,20 @@ def _format_of(path: str) -> str | None:
 # --------------------------------------------------------------------------- entry point
 
 
+Opener = Callable[[str], BinaryIO]  # path -> binary reader (the Beam graph: FileSystems)
+
+
 def iter_raw_batches(
-    path: str, batch_rows: int = 65536, *, use_threads: bool = True
+    path: str, batch_rows: int = 65536, *, use_threads: bool = True,
+    opener: Opener | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most ``batch_rows`` rows in ``RAW_EVENT_SCHEMA``.
 
     The format is chosen by extension (``.jsonl``/``.ndjson``/``.json``,
     ``.csv``, ``.parquet``). Records come out in file order. ``use_threads``
-    lets Arrow parse a JSONL batch on several cores (its shared CPU pool).
+    lets Arrow parse a JSONL batch on several cores (its shared CPU pool). ``opener``
+    opens the file (default: the local filesystem; the Beam graph passes Beam's
+    ``FileSystems``).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
@@ -162,11 +169,11 @@ def iter_raw_batches(
             hint="rename the file or convert it to JSONL, CSV or Parquet",
         )
     if fmt == "jsonl":
-        yield from _JsonlReader(path, batch_rows, use_threads).batches()
+        yield from _JsonlReader(path, batch_rows, use_threads, opener).batches()
     elif fmt == "csv":
-        yield from _iter_csv(path, batch_rows)
+        yield from _iter_csv(path, batch_rows, opener)
     else:
-        yield from _iter_parquet(path, batch_rows)
+        yield from _iter_parquet(path, batch_rows, opener)
 
 
 def _unreadable(path: str, exc: BaseException) -> UserError:
@@ -183,8 +190,10 @@ def _unreadable(path: str, exc: BaseException) -> UserError:
                      hint="check that the file exists and is readable")
 
 
-def _open(path: str):
+def _open(path: str, opener: Opener | None = None) -> BinaryIO:
     try:
+        if opener is not None:
+            return opener(path)
         return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
     except OSError as exc:
         raise _unreadable(path, exc) from None
@@ -239,8 +248,10 @@ _JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a n
 
 
 class _JsonlReader:
-    def __init__(self, path: str, batch_rows: int, use_threads: bool = True) -> None:
+    def __init__(self, path: str, batch_rows: int, use_threads: bool = True,
+                 opener: Opener | None = None) -> None:
         self.path = path
+        self.opener = opener
         self.batch_rows = batch_rows
         self.use_threads = use_threads
         self.quote_amounts = False  # set once Arrow reports a numeric amount in this file
@@ -252,7 +263,7 @@ class _JsonlReader:
     def batches(self) -> Iterator[pa.RecordBatch]:
         lines_before = 0
         read_size = _FIRST_READ
-        with _open(self.path) as handle:
+        with _open(self.path, self.opener) as handle:
             try:
                 if handle.read(len(_UTF8_BOM)) != _UTF8_BOM:
                     handle.seek(0)
@@ -780,7 +791,7 @@ def classify_json_line(text: str) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------- CSV
 
 
-def _csv_record_lines(path: str) -> np.ndarray:
+def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
     """The line number on which each non-empty CSV record starts (header first).
 
     Mirrors Arrow's record splitting, vectorised over chunks of the file: a
@@ -797,7 +808,7 @@ def _csv_record_lines(path: str) -> np.ndarray:
     lines_before = 0  # newlines before the chunk
     start, start_line = 0, 1  # the current record: file offset and line of its start
     first: int | None = None  # its first byte, once read
-    with _open(path) as handle:
+    with _open(path, opener) as handle:
         while True:
             try:
                 chunk = handle.read(_CSV_SCAN_CHUNK)
@@ -867,14 +878,15 @@ def _csv_quote(column: pa.Array) -> pa.Array:
     return pc.if_else(needs, quoted, column)
 
 
-def _iter_csv(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _iter_csv(path: str, batch_rows: int,
+              opener: Opener | None = None) -> Iterator[pa.RecordBatch]:
     """CSV with a header row. Every cell is read as text; empty cells are null.
 
     Rows whose field count differs from the header's are quarantined as
     ``malformed`` with their original text. Positions are the line on which a
     record starts (see ``_csv_record_lines``).
     """
-    record_lines = _csv_record_lines(path)
+    record_lines = _csv_record_lines(path, opener)
     if len(record_lines) == 0:
         return
     invalid: list[tuple[int, str, int]] = []  # (record number, text, field count)
@@ -898,7 +910,7 @@ def _iter_csv(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
                         record_lines[last] + (index - last))
 
     try:
-        with _open(path) as handle:
+        with _open(path, opener) as handle:
             header = pcsv.open_csv(handle, read_options=pcsv.ReadOptions(use_threads=False),
                                    parse_options=pcsv.ParseOptions(
                                        newlines_in_values=True,
@@ -910,7 +922,7 @@ def _iter_csv(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
                             hint="give each column once")
         convert = pcsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                       strings_can_be_null=False)
-        with _open(path) as handle:
+        with _open(path, opener) as handle:
             reader = pcsv.open_csv(handle, read_options=read_options,
                                    parse_options=parse_options, convert_options=convert)
             next_record = 2  # record 1 is the header
@@ -1026,10 +1038,12 @@ def _parquet_column(name: str, column: pa.Array) -> tuple[pa.Array, pa.Array | N
         pc.is_valid(column), pa.scalar(detail), pa.scalar(None, pa.string()))
 
 
-def _iter_parquet(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _iter_parquet(path: str, batch_rows: int,
+                  opener: Opener | None = None) -> Iterator[pa.RecordBatch]:
     """Parquet with the contract's columns; missing columns are null."""
+    handle = None if opener is None else _open(path, opener)
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path if handle is None else handle)
         present = [name for name in EVENT_FIELDS if name in parquet.schema_arrow.names]
         position = 1
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
@@ -1053,3 +1067,6 @@ def _iter_parquet(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         message = str(exc).splitlines()[0]
         raise UserError(f"not a readable Parquet file: {message}", where=path,
                         hint="check the file is complete Parquet (re-export it)") from None
+    finally:
+        if handle is not None:
+            handle.close()

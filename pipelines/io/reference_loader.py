@@ -115,6 +115,20 @@ def load_reference(directory: str | Path) -> dict[str, pa.Table]:
     return {table: load_table(table, files[table]) for table in REFERENCE_TABLES}
 
 
+def reference_file_names() -> list[str]:
+    """Every file name a reference folder may hold (``<table>.csv``, ``<table>.parquet``)."""
+    return [f"{table}.{ext}" for table in REFERENCE_TABLES for ext in FORMATS]
+
+
+def load_reference_from(directory: str) -> dict[str, pa.Table]:
+    """``load_reference`` of any FileSystems folder (``gs://...``: its files are fetched
+    to a temporary local folder first). The Beam graph's reference step."""
+    from pipelines.io.files import local_folder
+
+    with local_folder(directory, reference_file_names()) as folder:
+        return load_reference(folder)
+
+
 def reference_fingerprint(directory: str | Path) -> str:
     """sha256 over the reference files' names and contents (change detection)."""
     digest = hashlib.sha256()

@@ -1,4 +1,5 @@
-"""Deduplicate: one copy per event_id, within the run and against published history."""
+"""Deduplicate: one copy per event_id, within the run and against published history
+(read as data from the published facts parts)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from pipelines.io.staging import write_part
+from pipelines.io import files
+from pipelines.io.files import write_parquet_part
 from pipelines.rules.dedupe import deduplicate, shard_of
 from pipelines.transforms._tables import QUARANTINE, tagged
+from schemas.events import PAYLOAD_FIELDS
 
 DUPLICATES = "duplicates"
 
 
 class History(Protocol):
-    """Where already published events are looked up (DuckDB locally)."""
+    """Where already published events are looked up (the embedded engine, locally)."""
 
     def lookup(self, event_ids: pa.Array) -> pa.Table | None: ...
+
+
+HISTORY_COLUMNS = ("event_id", *PAYLOAD_FIELDS)
 
 
 def split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
@@ -35,31 +41,42 @@ def split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Tabl
 def _spill_by_shard(events: pa.Table, shards: int, spill_dir: str) -> Iterator[tuple[int, str]]:
     """Write each shard's rows to a Parquet part; only the path travels through the shuffle."""
     for shard, rows in split_by_shard(events, shards):
-        path = write_part(spill_dir, f"shard-{shard:05d}", rows)
+        path = write_parquet_part(spill_dir, f"shard-{shard:05d}", rows)
         if path is not None:
-            yield shard, str(path)
+            yield shard, path
 
 
-def _read_spilled(element: tuple[int, Iterable[str]]) -> tuple[int, list[pa.Table]]:
-    shard, paths = element
-    return shard, [pq.read_table(path) for path in sorted(paths)]
+def _read_published(path: str, shards: int, batch_rows: int) -> Iterator[tuple[int, pa.Table]]:
+    """One published facts part (any FileSystems path) -> (shard, event_id + payload)."""
+    with files.open_read(path) as handle:
+        parquet = pq.ParquetFile(handle)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(HISTORY_COLUMNS)):
+            yield from split_by_shard(pa.Table.from_batches([batch]), shards)
 
 
 class _DeduplicateShard(beam.DoFn):
-    """(shard, [event tables]) -> unique events; duplicates and conflicts tagged."""
+    """(shard, {"run": [tables or spilled paths], "published": [tables]}) -> unique events;
+    duplicates and conflicts tagged. Published rows are data here, not a lookup."""
 
-    def __init__(self, history: History | None, batch_rows: int = 65536) -> None:
-        self.history = history
+    def __init__(self, batch_rows: int = 65536) -> None:
         self.batch_rows = batch_rows
         self.duplicates = Metrics.counter(self.__class__, "duplicates")
         self.conflicts = Metrics.counter(self.__class__, "conflicting_duplicates")
 
-    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[pa.Table]:
-        _, tables = element
-        events = pa.concat_tables(list(tables)).combine_chunks()
+    def process(self, element: tuple[int, dict[str, Iterable]]) -> Iterator[pa.Table]:
+        _, groups = element
+        tables = [files.read_parquet(item) if isinstance(item, str) else item
+                  for item in sorted(groups["run"], key=_order)]
+        if tables:  # else: published rows of this shard, none of this run's
+            yield from self._deduplicate(pa.concat_tables(tables).combine_chunks(),
+                                         list(groups.get("published", ())))
+
+    def _deduplicate(self, events: pa.Table, history: list[pa.Table]) -> Iterator[pa.Table]:
         published = None
-        if self.history is not None:
-            published = self.history.lookup(pc.unique(events["event_id"]))
+        if history:
+            published = pa.concat_tables(history)
+            published = published.filter(
+                pc.is_in(published["event_id"], value_set=pc.unique(events["event_id"])))
         result = deduplicate(events, published)
         self.duplicates.inc(result.duplicates.num_rows)
         self.conflicts.inc(result.conflicts.num_rows)
@@ -71,38 +88,52 @@ class _DeduplicateShard(beam.DoFn):
         yield from tagged(QUARANTINE, result.conflicts)
 
 
+def _order(item: str | pa.Table) -> tuple[int, str]:
+    """Spilled paths in name order (deterministic); tables keep their arrival order."""
+    return (0, item) if isinstance(item, str) else (1, "")
+
+
 class Deduplicate(beam.PTransform):
     """Co-locate every copy of an event_id (by a stable hash shard), then dedupe.
 
+    ``history_parts``: the published facts parts (paths the workers can read, through
+    FileSystems); their ``event_id`` and payload are read as data and joined with the
+    run's events by shard (CoGroupByKey), so a worker never queries the store.
+
     With ``spill_dir``, the shuffle carries file paths instead of rows: each batch's
     shard slices are written as Parquet parts under ``spill_dir`` (the run's staging
-    area) and each shard is read back whole by one worker. Memory then holds about
-    one shard at a time (input / ``shards``), not the whole input: the runner
-    buffers what crosses a shuffle. Without it, the rows themselves are shuffled.
+    area, any FileSystems path) and each shard is read back whole by one worker.
+    Memory then holds about one shard at a time (input / ``shards``), not the whole
+    input: the runner buffers what crosses a shuffle. Without it, the rows themselves
+    are shuffled.
     """
 
-    def __init__(self, history: History | None = None, shards: int = 8,
+    def __init__(self, history_parts: list[str] | None = None, shards: int = 8,
                  spill_dir: str | None = None, batch_rows: int = 65536) -> None:
         super().__init__()
-        self.history = history
+        self.history_parts = list(history_parts or [])
         self.shards = shards
         self.spill_dir = spill_dir
         self.batch_rows = batch_rows
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if self.spill_dir is None:
-            gathered = (
-                events
-                | "ShardByEventId" >> beam.FlatMap(split_by_shard, self.shards)
-                | "GatherShard" >> beam.GroupByKey()
-            )
+            run = events | "ShardByEventId" >> beam.FlatMap(split_by_shard, self.shards)
         else:
-            gathered = (
-                events
-                | "SpillByEventId" >> beam.FlatMap(_spill_by_shard, self.shards, self.spill_dir)
-                | "GatherShardFiles" >> beam.GroupByKey()
-                | "ReadShard" >> beam.Map(_read_spilled)
+            run = events | "SpillByEventId" >> beam.FlatMap(
+                _spill_by_shard, self.shards, self.spill_dir)
+        groups = {"run": run}
+        if self.history_parts:
+            groups["published"] = (
+                events.pipeline
+                | "PublishedParts" >> beam.Create(self.history_parts)
+                | "SpreadPublishedParts" >> beam.Reshuffle()
+                | "ReadPublishedIds" >> beam.FlatMap(
+                    _read_published, self.shards, self.batch_rows)
             )
-        return gathered | "DropRepeats" >> beam.ParDo(
-            _DeduplicateShard(self.history, self.batch_rows)
-        ).with_outputs(DUPLICATES, QUARANTINE, main="unique")
+        return (
+            groups
+            | "GatherShard" >> beam.CoGroupByKey()
+            | "DropRepeats" >> beam.ParDo(_DeduplicateShard(self.batch_rows))
+            .with_outputs(DUPLICATES, QUARANTINE, main="unique")
+        )

@@ -8,6 +8,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from pipelines.io import files
 from pipelines.io.events_reader import iter_raw_batches
 from pipelines.io.staging import INPUT_COUNT_SCHEMA
 from pipelines.transforms._tables import non_empty, tagged
@@ -16,7 +17,8 @@ COUNTS = "counts"
 
 
 class _ReadFile(beam.DoFn):
-    """One path, e.g. ``events/part-00000.jsonl`` -> RAW_EVENT_SCHEMA tables."""
+    """One path, e.g. ``gs://bucket/events/part-00000.jsonl`` -> RAW_EVENT_SCHEMA tables
+    (opened through Beam's FileSystems)."""
 
     def __init__(self, batch_rows: int) -> None:
         self.batch_rows = batch_rows
@@ -24,7 +26,8 @@ class _ReadFile(beam.DoFn):
 
     def process(self, path: str) -> Iterator[pa.Table]:
         total = 0
-        for batch in iter_raw_batches(path, batch_rows=self.batch_rows):
+        for batch in iter_raw_batches(path, batch_rows=self.batch_rows,
+                                      opener=files.open_read):
             total += batch.num_rows
             self.records.inc(batch.num_rows)
             yield from non_empty(pa.Table.from_batches([batch]))

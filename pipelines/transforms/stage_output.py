@@ -5,11 +5,12 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow as pa
 
-from pipelines.io.staging import write_part
+from pipelines.io.files import write_parquet_part
 
 
 class StageOutput(beam.PTransform):
-    """Each table becomes one part file under ``<staging>/<name>/``."""
+    """Each table becomes one part file under ``<staging>/<name>/`` (any FileSystems path:
+    the publisher fetches the parts it applies)."""
 
     def __init__(self, staging: str, name: str, schema: pa.Schema | None = None) -> None:
         super().__init__()
@@ -23,5 +24,4 @@ class StageOutput(beam.PTransform):
     def _write(self, table: pa.Table) -> str | None:
         if self.schema is not None:
             table = table.select(self.schema.names).cast(self.schema)
-        path = write_part(self.staging, self.name, table)
-        return str(path) if path else None
+        return write_parquet_part(self.staging, self.name, table)

@@ -152,10 +152,17 @@ class FakeHistory:
         return self.published.filter(pc.is_in(self.published["event_id"], value_set=event_ids))
 
 
-def run_beam(paths, reference_dir, staging: Path, *, checks: bool, history=None) -> Path:
+def run_beam(paths, reference_dir, staging: Path, *, checks: bool,
+             history: FakeHistory | None = None) -> Path:
+    """The Beam graph; ``history`` reaches it as data: a published facts part file."""
+    parts: tuple[str, ...] = ()
+    if history is not None:
+        part = staging.parent / f"{staging.name}-published.parquet"
+        pq.write_table(history.published, part)
+        parts = (str(part),)
     settings = GraphSettings(paths=paths, reference_dir=reference_dir, staging=str(staging),
                              run_id=RUN_ID, batch_rows=BATCH_ROWS, shards=4,
-                             history=history, checks=checks)
+                             history_parts=parts, checks=checks)
     with beam.Pipeline(runner="FnApiRunner") as p:
         build_graph(p, settings)
     return staging
