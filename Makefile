@@ -16,13 +16,15 @@ CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-firs
 	--window-size=1240,1754
 PYTEST_ARGS ?=
 
-.PHONY: help install run sample test test-fast lint format bench bench-follow follow-demo \
-	report-screenshots clean
+.PHONY: help install run sample test test-fast test-distributed run-dask lint format bench \
+	bench-follow follow-demo report-screenshots clean
 
 help:
 	@echo "make run        create .venv, install, generate sample data, run the pipeline into $(DB)"
 	@echo "make test       install if needed, run the whole test suite"
 	@echo "make test-fast  tests not marked slow"
+	@echo "make run-dask   the Beam graph on a local dask.distributed cluster (2 worker processes)"
+	@echo "make test-distributed  DaskRunner / multi-processing vs FnApiRunner vs embedded engine"
 	@echo "make lint       ruff"
 	@echo "make report-screenshots  render two manager reports with headless Chromium"
 	@echo "make bench      pipeline vs DuckDB SQL reference at 1M/5M events (see bench/README.md)"
@@ -54,6 +56,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+DASK_DB ?= out/revenue-dask.duckdb
+run-dask: sample
+	rm -rf $(DASK_DB) $(DASK_DB).wal $(DASK_DB).d
+	$(BIN)/python -m pipelines.dask_local --workers 2 -- $(BIN)/revattr run --executor beam \
+		--runner DaskRunner --events '$(SAMPLE)/events/*.jsonl' --reference $(SAMPLE)/reference \
+		--db $(DASK_DB) -- --dask_client_address={address}
+
+test-distributed: $(STAMP)
+	$(BIN)/pytest -q tests/test_distributed_runners.py tests/test_remote_paths.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines schemas tests

@@ -21,6 +21,7 @@ from pipelines.quality.stage_frames import INPUTS
 from pipelines.quality.stages import STAGE_CHECKS
 from pipelines.rules.enrich import EnrichmentIndex
 from pipelines.run_start import start_run
+from pipelines.transforms._runner import run_to_completion
 from pipelines.transforms._tables import QUARANTINE
 from pipelines.transforms.aggregate_views import AggregateViews
 from pipelines.transforms.attribute import Attribute
@@ -100,8 +101,11 @@ def build_graph(p: beam.Pipeline, s: GraphSettings) -> dict[str, beam.PCollectio
         "quarantine": REJECT_SCHEMA,
         "dq_results": CHECK_RESULT_SCHEMA,
     }
-    for name, pcoll in staged.items():
-        pcoll | f"Stage_{name}" >> StageOutput(s.staging, name, schemas.get(name))
+    written = [pcoll | f"Stage_{name}" >> StageOutput(s.staging, name, schemas.get(name))
+               for name, pcoll in staged.items()]
+    # One leaf, applied last: Beam 2.77's DaskRunner computes only the last transform's
+    # collection (and what it depends on); every staged part then depends on it.
+    written | "StagedParts" >> beam.Flatten()
     return staged
 
 
@@ -155,8 +159,9 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     )
     try:
         say(f"Running the pipeline on {len(start.paths)} file(s)")
-        with beam.Pipeline(options=options) as p:
-            build_graph(p, settings)
+        pipeline = beam.Pipeline(options=options)
+        build_graph(pipeline, settings)
+        run_to_completion(pipeline)
         if remote:
             say(f"Fetching the staged parts from {graph_staging}")
             files.fetch_folder(graph_staging, staging)

@@ -68,10 +68,16 @@ def generate(
     )
 
 
+# Runners Beam does not know by their short name.
+RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
 @app.command("run")
 def run_batch(
     events: Annotated[str, typer.Option(help="Glob or directory of .jsonl/.csv/.parquet files.")],
-    reference: Annotated[Path, typer.Option(help="Directory with the seven reference tables.")],
+    reference: Annotated[
+        str, typer.Option(help="Directory with the seven reference tables (gs://... with "
+                          "--executor beam).")],
     db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
     reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
     fiscal_year_start_month: Annotated[
@@ -100,7 +106,8 @@ def run_batch(
         str,
         typer.Option(
             help="Beam runner (with --executor beam). FnApiRunner is the DirectRunner's batch "
-            "engine, used directly: the DirectRunner first tries to download and start Prism."
+            "engine, used directly: the DirectRunner first tries to download and start Prism. "
+            "DaskRunner: a dask.distributed cluster (-- --dask_client_address=tcp://host:8786)."
         ),
     ] = "FnApiRunner",
     beam_args: Annotated[
@@ -126,7 +133,7 @@ def run_batch(
         f"--reporting_currency={reporting_currency}",
         f"--fiscal_year_start_month={fiscal_year_start_month}",
         f"--batch_rows={batch_rows}",
-        *([f"--runner={runner}"] if executor == "beam" else []),
+        *([f"--runner={RUNNER_ALIASES.get(runner, runner)}"] if executor == "beam" else []),
         f"--checks={checks}",
         *([f"--quality_page={quality_page or db.parent / 'quality.html'}"] if checks else []),
         *(beam_args or []),

@@ -8,6 +8,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from pipelines.rules.fx import convert_to_reporting
+from pipelines.transforms._outputs import Outputs, with_outputs
 from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
 
 
@@ -31,7 +32,6 @@ class ConvertCurrency(beam.PTransform):
         self.reference = reference
         self.reporting_currency = reporting_currency
 
-    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return events | "ApplyDatedRate" >> beam.ParDo(
-            _Convert(self.reporting_currency), self.reference
-        ).with_outputs(QUARANTINE, main="converted")
+    def expand(self, events: beam.PCollection) -> Outputs:
+        return with_outputs(events, "ApplyDatedRate", _Convert(self.reporting_currency),
+                            self.reference, tags=[QUARANTINE], main="converted")

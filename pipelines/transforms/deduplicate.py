@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from pipelines.io import files
 from pipelines.io.files import write_parquet_part
 from pipelines.rules.dedupe import deduplicate, shard_of
+from pipelines.transforms._outputs import Outputs, with_outputs
 from pipelines.transforms._tables import QUARANTINE, tagged
 from schemas.events import PAYLOAD_FIELDS
 
@@ -116,7 +117,7 @@ class Deduplicate(beam.PTransform):
         self.spill_dir = spill_dir
         self.batch_rows = batch_rows
 
-    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, events: beam.PCollection) -> Outputs:
         if self.spill_dir is None:
             run = events | "ShardByEventId" >> beam.FlatMap(split_by_shard, self.shards)
         else:
@@ -131,9 +132,6 @@ class Deduplicate(beam.PTransform):
                 | "ReadPublishedIds" >> beam.FlatMap(
                     _read_published, self.shards, self.batch_rows)
             )
-        return (
-            groups
-            | "GatherShard" >> beam.CoGroupByKey()
-            | "DropRepeats" >> beam.ParDo(_DeduplicateShard(self.batch_rows))
-            .with_outputs(DUPLICATES, QUARANTINE, main="unique")
-        )
+        gathered = groups | "GatherShard" >> beam.CoGroupByKey()
+        return with_outputs(gathered, "DropRepeats", _DeduplicateShard(self.batch_rows),
+                            tags=[DUPLICATES, QUARANTINE], main="unique")

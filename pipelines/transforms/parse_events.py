@@ -9,6 +9,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.rules.validate import validate_events
+from pipelines.transforms._outputs import Outputs, with_outputs
 from pipelines.transforms._tables import QUARANTINE, non_empty, tagged
 
 
@@ -28,5 +29,5 @@ class _Validate(beam.DoFn):
 class ParseEvents(beam.PTransform):
     """Validate against the contract; outputs ``events`` and ``quarantine``."""
 
-    def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raw | "Validate" >> beam.ParDo(_Validate()).with_outputs(QUARANTINE, main="events")
+    def expand(self, raw: beam.PCollection) -> Outputs:
+        return with_outputs(raw, "Validate", _Validate(), tags=[QUARANTINE], main="events")

@@ -11,6 +11,7 @@ from apache_beam.metrics import Metrics
 from pipelines.io import files
 from pipelines.io.events_reader import iter_raw_batches
 from pipelines.io.staging import INPUT_COUNT_SCHEMA
+from pipelines.transforms._outputs import Outputs, with_outputs
 from pipelines.transforms._tables import non_empty, tagged
 
 COUNTS = "counts"
@@ -43,11 +44,11 @@ class ReadEvents(beam.PTransform):
         self.paths = list(paths)
         self.batch_rows = batch_rows
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        return (
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Outputs:
+        paths = (
             pbegin
             | "ListFiles" >> beam.Create(self.paths)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFile"
-            >> beam.ParDo(_ReadFile(self.batch_rows)).with_outputs(COUNTS, main="records")
         )
+        return with_outputs(paths, "ReadFile", _ReadFile(self.batch_rows),
+                            tags=[COUNTS], main="records")
