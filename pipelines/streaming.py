@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.errors import UserError
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.reference_loader import load_reference_from
 from pipelines.io.stream_parts import (
     PartsFinaliser,
     WriteStreamParts,
@@ -221,7 +221,7 @@ def run(
     run_id = options.view_as(AttributionOptions).run_id or new_run_id(dt.datetime.now(dt.UTC))
     settings = settings_from(options, run_id, stand_in=source is not None)
     say("Loading reference data")  # up front: a bad file fails fast, with file and line
-    load_reference(settings.reference_dir)
+    load_reference_from(settings.reference_dir)  # gs:// too (fetched)
     say(f"Streaming from {opts.source if source is None else 'a stand-in source'}")
     finaliser = None
     if settings.sink == "parts":  # the launcher is the store's only writer

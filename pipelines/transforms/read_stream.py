@@ -40,8 +40,14 @@ from apache_beam.transforms import trigger as triggers
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.errors import UserError
+from pipelines.io.files import local_folder
 from pipelines.io.messages import Message, messages_to_raw_batch, stable_position
-from pipelines.io.reference_loader import load_reference, reference_fingerprint
+from pipelines.io.reference_loader import (
+    load_reference,
+    load_reference_from,
+    reference_file_names,
+    reference_fingerprint,
+)
 from pipelines.transforms._tables import non_empty, tagged
 
 COUNTS = "counts"
@@ -200,10 +206,11 @@ class _LoadChangedReference(beam.DoFn):
 
     def process(self, _tick: object) -> Iterator[dict[str, pa.Table]]:
         try:
-            fingerprint = reference_fingerprint(self.directory)
-            if fingerprint == self._fingerprint:
-                return
-            reference = load_reference(self.directory)
+            with local_folder(self.directory, reference_file_names()) as folder:  # gs://: fetched
+                fingerprint = reference_fingerprint(folder)
+                if fingerprint == self._fingerprint:
+                    return
+                reference = load_reference(folder)
         except Exception as error:  # noqa: BLE001 (a refresh must never stop the stream)
             _LOG.error("reference refresh skipped, keeping the last version: %s", error)
             return
@@ -224,7 +231,7 @@ class ReadReference(beam.PTransform):
             return (
                 pbegin
                 | "ReferenceDir" >> beam.Create([self.directory])
-                | "LoadReference" >> beam.Map(load_reference)
+                | "LoadReference" >> beam.Map(load_reference_from)
             )
         from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 
