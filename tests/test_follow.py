@@ -257,7 +257,7 @@ def test_an_unreadable_file_is_quarantined_whole_and_the_others_of_its_poll_appl
     landing.mkdir()
     db = tmp_path / "revenue.duckdb"
     drop(files[0], landing)
-    bad = drop(b'{"event_id": "evt-bad-1", "account_id": "caf\xe9"}\n', landing, "f01.jsonl")
+    bad = drop(b"PAR1 this is not a Parquet file", landing, "f01.parquet")
     bad_sha = sha256(bad)
     drop(files[2], landing)
     follower = Follower(settings(landing, dataset / "reference", db))
@@ -266,26 +266,50 @@ def test_an_unreadable_file_is_quarantined_whole_and_the_others_of_its_poll_appl
     outcome = follower.poll()
 
     assert outcome.applied == ["f00.jsonl", "f02.jsonl"]
-    assert list(outcome.quarantined) == ["f01.jsonl"]
-    assert "not valid UTF-8" in outcome.quarantined["f01.jsonl"]
+    assert list(outcome.quarantined) == ["f01.parquet"]
+    assert "not a readable Parquet file" in outcome.quarantined["f01.parquet"]
     assert names(landing) == []
     assert names(landing / "applied") == ["f00.jsonl", "f02.jsonl"]
-    assert names(landing / "quarantine") == ["f01.jsonl", "f01.jsonl.reason.txt"]
-    reason = (landing / "quarantine" / "f01.jsonl.reason.txt").read_text()
-    assert "not valid UTF-8" in reason and "f01.jsonl" in reason
+    assert names(landing / "quarantine") == ["f01.parquet", "f01.parquet.reason.txt"]
+    reason = (landing / "quarantine" / "f01.parquet.reason.txt").read_text()
+    assert "not a readable Parquet file" in reason and "f01.parquet" in reason
     rows = {r[0]: r for r in ledger(db)}
-    assert set(rows) == {"f00.jsonl", "f01.jsonl", "f02.jsonl"}
-    assert rows["f01.jsonl"][2] == bad_sha
-    assert rows["f01.jsonl"][4] == "quarantined" and "not valid UTF-8" in rows["f01.jsonl"][5]
+    assert set(rows) == {"f00.jsonl", "f01.parquet", "f02.jsonl"}
+    assert rows["f01.parquet"][2] == bad_sha
+    assert rows["f01.parquet"][4] == "quarantined"
+    assert "not a readable Parquet file" in rows["f01.parquet"][5]
     assert rows["f00.jsonl"][4] == rows["f02.jsonl"][4] == "applied"
     good = sum(len(f.read_text().splitlines()) for f in (files[0], files[2]))
     assert run_totals(db)[0] == good
-    assert catalog_rows(db, "SELECT count(*) FROM attributed_events WHERE event_id = 'evt-bad-1'")\
-        == [(0,)]
 
     # Following goes on.
     drop(files[3], landing)
     assert follower.poll().applied == ["f03.jsonl"]
+
+
+def test_a_line_that_is_not_utf8_is_quarantined_as_malformed_and_its_file_applies(
+    dataset, tmp_path
+):
+    files = split(dataset, tmp_path / "src", 2)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    db = tmp_path / "revenue.duckdb"
+    good = files[0].read_bytes().splitlines(keepends=True)
+    drop(b"".join([*good[:3], b'{"event_id": "evt-bad-1", "account_id": "caf\xe9"}\n',
+                   *good[3:]]), landing, "f00.jsonl")
+    follower = Follower(settings(landing, dataset / "reference", db))
+    follower.start()
+
+    outcome = follower.poll()
+
+    assert outcome.applied == ["f00.jsonl"] and outcome.quarantined == {}
+    quarantined = catalog_rows(
+        db, "SELECT position, reason, detail, raw FROM quarantine WHERE position = 4")
+    assert quarantined == [(4, "malformed", "line is not valid UTF-8 (byte 45)",
+                            '{"event_id": "evt-bad-1", "account_id": "caf\ufffd"}')]
+    assert catalog_rows(db, "SELECT count(*) FROM attributed_events WHERE event_id = 'evt-bad-1'")\
+        == [(0,)]
+    assert run_totals(db)[0] == len(good) + 1  # every line counted as read
 
 
 def test_files_decided_before_a_crash_are_only_moved_on_restart_and_keep_their_reason(
@@ -296,14 +320,14 @@ def test_files_decided_before_a_crash_are_only_moved_on_restart_and_keep_their_r
     landing.mkdir()
     db = tmp_path / "revenue.duckdb"
     drop(files[0], landing)
-    drop(b"\xff\xfe not UTF-8\n", landing, "f01.jsonl")
+    drop(b"PAR1 this is not a Parquet file", landing, "f01.parquet")
     first = Follower(settings(landing, dataset / "reference", db))
     first.start()
     # the process dies once both files are decided (ledger committed), before any move
     monkeypatch.setattr(Follower, "_move", lambda self, file, status, reason=None: None)
     decided = first.poll()
-    assert decided.applied == ["f00.jsonl"] and list(decided.quarantined) == ["f01.jsonl"]
-    assert names(landing) == ["f00.jsonl", "f01.jsonl"]
+    assert decided.applied == ["f00.jsonl"] and list(decided.quarantined) == ["f01.parquet"]
+    assert names(landing) == ["f00.jsonl", "f01.parquet"]
     monkeypatch.undo()
 
     restarted = Follower(settings(landing, dataset / "reference", db))
@@ -313,11 +337,12 @@ def test_files_decided_before_a_crash_are_only_moved_on_restart_and_keep_their_r
     assert outcome.runs == []  # nothing applied again
     assert names(landing) == []
     assert names(landing / "applied") == ["f00.jsonl"]
-    assert names(landing / "quarantine") == ["f01.jsonl", "f01.jsonl.reason.txt"]
-    assert "not valid UTF-8" in (landing / "quarantine" / "f01.jsonl.reason.txt").read_text()
+    assert names(landing / "quarantine") == ["f01.parquet", "f01.parquet.reason.txt"]
+    reason = (landing / "quarantine" / "f01.parquet.reason.txt").read_text()
+    assert "not a readable Parquet" in reason
     assert catalog_rows(db, "SELECT count(*) FROM pipeline_runs") == [(1,)]
     assert [(r[0], r[4]) for r in ledger(db)] == [("f00.jsonl", "applied"),
-                                                   ("f01.jsonl", "quarantined")]
+                                                   ("f01.parquet", "quarantined")]
 
 
 # --------------------------------------------------------------------------- 4

@@ -103,8 +103,12 @@ def _load_with_reader(path: str, batch_rows: int, out: RawInput) -> int:
 
 
 def _plain_parquet(path: str) -> bool:
-    """Every contract column present is a plain string column (the usual export)."""
-    schema = pq.read_schema(path)
+    """Every contract column present is a plain string column (the usual export). An
+    unreadable file is not: the Arrow reader then reports it (file and reason)."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError):
+        return False
     return all(
         pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(
             schema.field(name).type)

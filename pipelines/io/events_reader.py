@@ -155,10 +155,11 @@ def iter_raw_batches(
     """Record batches of at most ``batch_rows`` rows in ``RAW_EVENT_SCHEMA``.
 
     The format is chosen by extension (``.jsonl``/``.ndjson``/``.json``,
-    ``.csv``, ``.parquet``). Records come out in file order. ``use_threads``
-    lets Arrow parse a JSONL batch on several cores (its shared CPU pool). ``opener``
-    opens the file (default: the local filesystem; the Beam graph passes Beam's
-    ``FileSystems``).
+    ``.csv``, ``.parquet``). Records come out in file order (JSONL lines that
+    are not UTF-8, quarantined as ``malformed`` with no field, come first in their
+    chunk). ``use_threads`` lets Arrow parse a JSONL batch on several cores (its shared
+    CPU pool). ``opener`` opens the file (default: the local filesystem; the Beam graph
+    passes Beam's ``FileSystems``).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
@@ -222,6 +223,31 @@ def _assemble(
         null if detail is None else detail,
     ]
     return pa.RecordBatch.from_arrays(columns, schema=RAW_EVENT_SCHEMA)
+
+
+def _valid_utf8(buf: bytes, cut: int) -> pa.StringArray | None:
+    """``buf[:cut]`` as a one-element string array; None if it is not UTF-8."""
+    whole = _string_array(pa.py_buffer(buf), np.array([0, cut], dtype=np.int32))
+    try:
+        whole.validate(full=True)
+    except pa.ArrowInvalid:
+        return None
+    return whole
+
+
+def _blank_invalid_lines(buf: bytes, cut: int) -> tuple[bytes, list[tuple[int, bytes, int]]]:
+    """``buf`` with each line of ``buf[:cut]`` that is not UTF-8 overwritten by spaces
+    (a blank line: not a record; offsets unchanged), and those lines as (index, bytes,
+    offset of the first bad byte)."""
+    lines = buf[:cut].split(b"\n")
+    invalid = []
+    for index, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            invalid.append((index, line, exc.start))
+            lines[index] = b" " * len(line)
+    return b"\n".join(lines) + buf[cut:], invalid
 
 
 def _string_array(data: pa.Buffer, offsets: np.ndarray) -> pa.StringArray:
@@ -304,7 +330,11 @@ class _JsonlReader:
         if buf.find(b"\r", 0, cut) >= 0:
             buf = buf[:cut].replace(b"\r\n", b"\n")
             cut = len(buf)
-        whole = self._check_utf8(buf, cut, lines_before)
+        whole = _valid_utf8(buf, cut)
+        if whole is None:  # rare: the lines that are not UTF-8 are quarantined, not the file
+            buf, invalid = _blank_invalid_lines(buf, cut)
+            whole = _valid_utf8(buf, cut)
+            yield self._invalid_lines(invalid, lines_before)
         # One vectorised split gives every line's text (without "\n") and offsets.
         lines = pc.split_pattern(whole, "\n").values
         lines = lines.slice(0, len(lines) - 1)  # the empty string after the final "\n"
@@ -367,23 +397,20 @@ class _JsonlReader:
                               suspect[lo:lo + self.batch_rows])
         return n_lines
 
-    def _check_utf8(self, buf: bytes, cut: int, lines_before: int) -> pa.StringArray:
-        """``buf[:cut]`` as a one-element string array; UserError if not UTF-8."""
-        whole = _string_array(pa.py_buffer(buf), np.array([0, cut], dtype=np.int32))
-        try:
-            whole.validate(full=True)
-            return whole
-        except pa.ArrowInvalid:
-            try:
-                buf[:cut].decode("utf-8")
-                bad = 0
-            except UnicodeDecodeError as exc:
-                bad = exc.start
-            line = lines_before + buf.count(b"\n", 0, bad) + 1
-            raise UserError(
-                "event file is not valid UTF-8", where=f"{self.path}:{line}",
-                hint="re-encode the file as UTF-8",
-            ) from None
+    def _invalid_lines(self, invalid: list[tuple[int, bytes, int]],
+                       lines_before: int) -> pa.RecordBatch:
+        """``malformed`` records for the lines that are not UTF-8: (index in the chunk,
+        bytes, offset of the first bad byte). ``raw`` shows the bytes decoded with U+FFFD."""
+        n = len(invalid)
+        return _assemble(
+            {}, n, self.path,
+            np.array([index + lines_before + 1 for index, _, _ in invalid], dtype=np.int64),
+            pa.array([text.decode("utf-8", errors="replace") for _, text, _ in invalid],
+                     pa.string()),
+            pa.array(["malformed"] * n, pa.string()),
+            pa.array([f"line is not valid UTF-8 (byte {bad + 1})" for _, _, bad in invalid],
+                     pa.string()),
+        )
 
     # ---- parsing
 

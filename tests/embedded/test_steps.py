@@ -113,3 +113,14 @@ def test_running_out_of_memory_is_a_user_error_saying_what_to_set(tmp_path: Path
         engine.stage_embedded(paths, reference, EnrichmentTimelines.build(reference),
                               tmp_path / "staging", "r1", checks=False)
     assert "REVATTR_ENGINE_MEMORY" in error.value.hint
+
+
+def test_a_corrupt_parquet_file_is_a_user_error_naming_it(tmp_path):
+    from pipelines.embedded.read import raw_relations
+    from pipelines.errors import UserError
+
+    path = tmp_path / "events.parquet"
+    path.write_bytes(b"PAR1 not a Parquet file")
+    with pytest.raises(UserError, match="not a readable Parquet file") as caught:
+        raw_relations([str(path)], 1024)
+    assert str(path) in str(caught.value)

@@ -214,11 +214,13 @@ def test_small_reads_split_lines_across_chunks(tmp_path, monkeypatch):
     assert [r["position"] for r in out if r["reason"]] == [34]
 
 
-def test_not_utf8_is_a_user_error(tmp_path):
-    path = write(tmp_path, "e.jsonl", (line() + "\n").encode() + b'{"event_id": "\xff"}\n')
-    with pytest.raises(UserError) as err:
-        list(iter_raw_batches(path))
-    assert f"{path}:2" in str(err.value) and "UTF-8" in str(err.value)
+def test_a_line_that_is_not_utf8_is_malformed_and_the_others_are_read(tmp_path):
+    data = (line() + "\n").encode() + b'{"event_id": "\xff"}\r\n\n' + (line() + "\n").encode()
+    out = sorted(rows(write(tmp_path, "e.jsonl", data)), key=lambda r: r["position"])
+    assert [(r["position"], r["reason"]) for r in out] == [(1, None), (2, "malformed"), (4, None)]
+    assert out[1]["detail"] == "line is not valid UTF-8 (byte 15)"
+    assert out[1]["raw"] == '{"event_id": "\ufffd"}'
+    assert out[0]["event_id"] == out[2]["event_id"] is not None
 
 
 def test_missing_file_is_a_user_error(tmp_path):
