@@ -19,6 +19,7 @@ from pipelines.cli_common import (
     EXIT_CHECKS,
     EXIT_OK,
     EXIT_USAGE,
+    FiscalYearStartMonth,
     Progress,
     balanced_text,
     console,
@@ -80,9 +81,7 @@ def run_batch(
                           "--executor beam).")],
     db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
     reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
-    fiscal_year_start_month: Annotated[
-        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
-    ] = 1,
+    fiscal_year_start_month: FiscalYearStartMonth = 1,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows per Arrow batch.")] = 65536,
     checks: Annotated[
         bool,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +19,11 @@ EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+# The option every verb that writes or reads the quarterly views takes.
+FiscalYearStartMonth = Annotated[
+    int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
+]
 
 
 def quiet_libraries() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pipelines.cli_common import EXIT_OK, console, fail, quiet_libraries
+from pipelines.cli_common import EXIT_OK, FiscalYearStartMonth, console, fail, quiet_libraries
 from pipelines.errors import UserError
 
 
@@ -41,9 +41,7 @@ def follow_command(
         int, typer.Option(min=1, help="Most files applied together in one version.")
     ] = 64,
     reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
-    fiscal_year_start_month: Annotated[
-        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
-    ] = 1,
+    fiscal_year_start_month: FiscalYearStartMonth = 1,
 ) -> None:
     """Follow a landing folder: apply every new file exactly once; readers see it at once."""
     quiet_libraries()

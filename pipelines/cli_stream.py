@@ -18,6 +18,7 @@ from rich.markup import escape
 from pipelines.cli_common import (
     EXIT_CHECKS,
     EXIT_OK,
+    FiscalYearStartMonth,
     balanced_text,
     console,
     counts_table,
@@ -42,9 +43,7 @@ def stream_command(
     reporting_timezone: Annotated[
         str, typer.Option(help="IANA timezone whose calendar days are the daily windows.")
     ] = "UTC",
-    fiscal_year_start_month: Annotated[
-        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
-    ] = 1,
+    fiscal_year_start_month: FiscalYearStartMonth = 1,
     early_firing_seconds: Annotated[
         int,
         typer.Option(min=0, help="Early pane every N seconds of processing time (0: none)."),
@@ -163,9 +162,7 @@ def stream_finalise_command(
     run_id: Annotated[
         str | None, typer.Option(help="Only this run's parts (default: every run found).")
     ] = None,
-    fiscal_year_start_month: Annotated[
-        int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
-    ] = 1,
+    fiscal_year_start_month: FiscalYearStartMonth = 1,
     watch: Annotated[
         str,
         typer.Option(help="Keep applying new parts this often, e.g. 30s, until Ctrl-C (0: once)."),

@@ -24,8 +24,9 @@ from pipelines.embedded.read import raw_relations, readable_by_duckdb
 from pipelines.errors import UserError
 from pipelines.io.duckdb_sql import literal
 from pipelines.io.staging import INPUT_COUNT_SCHEMA, write_part
+from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from pipelines.rules.enrich import EnrichmentTimelines
-from schemas.events import EVENT_SCHEMA, PAYLOAD_FIELDS
+from schemas.events import EVENT_SCHEMA
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
 from schemas.rejects import REJECT_SCHEMA
 
@@ -113,7 +114,7 @@ def _stage_all(
         ids = con.sql("SELECT DISTINCT event_id FROM events").to_arrow_table()["event_id"]
         published = history.lookup(ids.combine_chunks()) if len(ids) else None
         if published is not None:
-            published = published.select(["event_id", *PAYLOAD_FIELDS])
+            published = published.select(list(PUBLISHED_COLUMNS))
     steps.deduplicate_events(con, published)
     steps.convert(con, reference["fx_rates"], reporting_currency)
     facts = staging / "_engine" / "facts.parquet"

@@ -112,10 +112,13 @@ def expand_event_paths(pattern: str) -> list[str]:
 
     ``pattern`` is a file, a directory (every supported file directly in it,
     hidden files excepted) or a glob (``**`` recurses). Globs and directories
-    keep only supported extensions; a file named explicitly must have one.
+    keep only supported extensions; a file named explicitly must have one. A URL
+    (``gs://bucket/events/*.jsonl``) is a glob listed through Beam's FileSystems.
     """
-    expanded = os.path.expanduser(pattern)
     hint = f"give a file, a directory or a glob of {SUPPORTED} files"
+    if "://" in pattern:
+        return _remote_event_paths(pattern, hint)
+    expanded = os.path.expanduser(pattern)
     if os.path.isdir(expanded):
         try:
             names = os.listdir(expanded)
@@ -133,6 +136,22 @@ def expand_event_paths(pattern: str) -> list[str]:
     else:
         candidates = glob.glob(expanded, recursive=True)
     paths = sorted({p for p in candidates if os.path.isfile(p) and _format_of(p) is not None})
+    if not paths:
+        raise UserError(f"no event files match {pattern!r}", hint=hint)
+    return paths
+
+
+def _remote_event_paths(pattern: str, hint: str) -> list[str]:
+    from pipelines.io.files import match
+
+    try:
+        matched = match(pattern)
+    except Exception as error:  # noqa: BLE001 - BeamIOError, a missing filesystem extra...
+        raise UserError(f"cannot list the event files: {str(error).splitlines()[0]}",
+                        where=pattern,
+                        hint="check the URL and that Beam's extra for it is installed "
+                             "(e.g. apache-beam[gcp])") from None
+    paths = [p for p in matched if _format_of(p) is not None]
     if not paths:
         raise UserError(f"no event files match {pattern!r}", hint=hint)
     return paths

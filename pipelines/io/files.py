@@ -60,12 +60,6 @@ def match(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
-def delete(paths: list[str]) -> None:
-    present = [p for p in paths if exists(p)]
-    if present:
-        _fs().delete(present)
-
-
 def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> str:
     """``write(handle)`` into a temporary file beside ``path``, then renamed to it: a
     reader listing the folder never sees a half-written file. Returns ``path``."""

@@ -55,7 +55,7 @@ from pipelines.io.catalog import (
 from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, connect
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.staging import part_files
-from schemas.events import PAYLOAD_FIELDS
+from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
@@ -474,7 +474,7 @@ class PublishedEvents:
         if not parts:
             return None
         wanted = pa.table({"event_id": event_ids})  # noqa: F841 (scanned by DuckDB)
-        columns = ", ".join(("event_id", *PAYLOAD_FIELDS))
+        columns = ", ".join(PUBLISHED_COLUMNS)
         con = duckdb.connect()
         try:
             return con.sql(

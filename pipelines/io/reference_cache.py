@@ -27,7 +27,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.io.reference_loader import load_reference, reference_fingerprint
+from pipelines.io.files import local_folder
+from pipelines.io.reference_loader import (
+    load_reference,
+    reference_file_names,
+    reference_fingerprint,
+)
 from pipelines.rules.enrich import EnrichmentTimelines
 from schemas.reference import REFERENCE_TABLES
 
@@ -74,9 +79,14 @@ def code_fingerprint() -> str:
 
 def resolve_reference(directory: str | Path,
                       say: Callable[[str], None] = lambda _message: None) -> ResolvedReference:
-    """The resolved reference of ``directory``: from the cache, else loaded, resolved and
-    cached. A bad or missing file raises ``UserError`` as ``load_reference`` does (only
-    loads that succeeded are cached)."""
+    """The resolved reference of ``directory`` (``gs://...`` too: fetched first): from the
+    cache, else loaded, resolved and cached. A bad or missing file raises ``UserError``
+    as ``load_reference`` does (only loads that succeeded are cached)."""
+    with local_folder(str(directory), reference_file_names()) as folder:
+        return _resolve_local(folder, say)
+
+
+def _resolve_local(directory: Path, say: Callable[[str], None]) -> ResolvedReference:
     root = cache_root()
     if root is None or not Path(directory).is_dir():
         return _resolved(directory)

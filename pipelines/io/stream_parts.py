@@ -74,7 +74,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipelines.io.duckdb_sql import fetch_all
-from pipelines.io.streaming_sink import KINDS, ApplyResult, StreamingSink, connect
+from pipelines.io.streaming_sink import (
+    KINDS,
+    ApplyResult,
+    BundleBuffer,
+    StreamingSink,
+    connect,
+)
 from pipelines.transforms.windowed_views import Pane
 from schemas.outputs import ATTRIBUTED_EVENTS_SCHEMA
 from schemas.rejects import REJECT_SCHEMA
@@ -321,31 +327,22 @@ def write_part(
     return final
 
 
-class _WriteParts(beam.DoFn):
-    """Buffers a bundle's sink records and writes them as one committed part.
+class _WriteParts(BundleBuffer):
+    """Writes a bundle's sink records as one committed part.
 
     Sample input: ``('facts', pyarrow.Table(attributed_events rows))``.
     """
 
     def __init__(self, parts_dir: str, run_id: str, source_label: str) -> None:
+        super().__init__()
         self.parts_dir = parts_dir
         self.run_id = run_id
         self.source_label = source_label
-        self.records: list[tuple[str, object]] = []
         self.parts = Metrics.counter(self.__class__, "parts_written")
 
-    def start_bundle(self) -> None:
-        self.records = []
-
-    def process(self, record: tuple[str, object]) -> None:
-        self.records.append(record)
-
-    def finish_bundle(self) -> None:
-        if not self.records:
-            return
-        write_part(self.parts_dir, self.run_id, self.source_label, self.records)
+    def flush(self, records: list[tuple[str, object]]) -> None:
+        write_part(self.parts_dir, self.run_id, self.source_label, records)
         self.parts.inc()
-        self.records = []
 
 
 class WriteStreamParts(beam.PTransform):

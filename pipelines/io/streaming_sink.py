@@ -544,14 +544,13 @@ class StreamingSink:
 # --------------------------------------------------------------------------- the Beam step
 
 
-class _WriteBundle(beam.DoFn):
-    """Buffers a bundle's sink records and applies them in one transaction."""
+class BundleBuffer(beam.DoFn):
+    """Buffers a bundle's sink records; ``flush(records)`` writes them once, at its end
+    (both stream sinks: one transaction, or one part, per bundle)."""
 
-    def __init__(self, sink: StreamingSink) -> None:
-        self.sink = sink
+    def __init__(self) -> None:
+        super().__init__()
         self.records: list[tuple[str, object]] = []
-        self.writes = Metrics.counter(self.__class__, "transactions")
-        self.repairs = Metrics.counter(self.__class__, "days_repaired")
 
     def start_bundle(self) -> None:
         self.records = []
@@ -560,16 +559,31 @@ class _WriteBundle(beam.DoFn):
         self.records.append(record)
 
     def finish_bundle(self) -> None:
-        if not self.records:
-            return
+        if self.records:
+            self.flush(self.records)
+        self.records = []
+
+    def flush(self, records: list[tuple[str, object]]) -> None:
+        raise NotImplementedError
+
+
+class _WriteBundle(BundleBuffer):
+    """Applies a bundle's sink records in one transaction."""
+
+    def __init__(self, sink: StreamingSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.writes = Metrics.counter(self.__class__, "transactions")
+        self.repairs = Metrics.counter(self.__class__, "days_repaired")
+
+    def flush(self, records: list[tuple[str, object]]) -> None:
         shared = shared_connection(self.sink.db_path)
         with shared.lock:
             first = self.sink.run_id not in shared.prepared
-            result = self.sink.write(shared.con, self.records, prepare=first)
+            result = self.sink.write(shared.con, records, prepare=first)
             shared.prepared.add(self.sink.run_id)
         self.writes.inc()
         self.repairs.inc(len(result.repaired_days))
-        self.records = []
 
 
 class WriteToDuckDB(beam.PTransform):

@@ -18,6 +18,9 @@ import pyarrow.compute as pc
 from pipelines.rules.validate import rejects_from
 from schemas.events import PAYLOAD_FIELDS
 
+# What the rule reads of already published events.
+PUBLISHED_COLUMNS: tuple[str, ...] = ("event_id", *PAYLOAD_FIELDS)
+
 PUBLISHED_SOURCE = "<published>"
 DUPLICATE_SCHEMA = pa.schema(
     [
@@ -112,7 +115,7 @@ def deduplicate(events: pa.Table, published: pa.Table | None = None) -> DedupeRe
     if published is not None and published.num_rows:
         n = published.num_rows
         known = (
-            published.select(["event_id", *PAYLOAD_FIELDS])
+            published.select(list(PUBLISHED_COLUMNS))
             .append_column("source", pa.repeat(pa.scalar(PUBLISHED_SOURCE), n))
             .append_column("position", pa.repeat(pa.scalar(0, pa.int64()), n))
             .append_column("origin", pa.repeat(pa.scalar(0, pa.int8()), n))

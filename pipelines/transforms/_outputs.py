@@ -53,8 +53,7 @@ def _select(pair: tuple, tag: str | None) -> Iterator[Any]:
 class Outputs:
     """A step's outputs by tag, as ``DoOutputsTuple``: ``outputs.events``, ``outputs[tag]``."""
 
-    def __init__(self, main: str, by_tag: dict[str, beam.PCollection]) -> None:
-        self._main = main
+    def __init__(self, by_tag: dict[str, beam.PCollection]) -> None:
         self._by_tag = by_tag
 
     def __getitem__(self, tag: str) -> beam.PCollection:
@@ -66,9 +65,6 @@ class Outputs:
         except KeyError:
             raise AttributeError(name) from None
 
-    def __iter__(self) -> Iterator[beam.PCollection]:
-        return iter(self._by_tag.values())  # the main output first
-
 
 def with_outputs(pcoll: beam.PCollection, label: str, fn: beam.DoFn, *side_inputs: Any,
                  tags: Sequence[str], main: str) -> Outputs:
@@ -78,4 +74,4 @@ def with_outputs(pcoll: beam.PCollection, label: str, fn: beam.DoFn, *side_input
     by_tag = {main: pairs | f"{label}_{main}" >> beam.FlatMap(_select, None)}
     for tag in tags:
         by_tag[tag] = pairs | f"{label}_{tag}" >> beam.FlatMap(_select, tag)
-    return Outputs(main, by_tag)
+    return Outputs(by_tag)

@@ -9,16 +9,14 @@ from typing import Protocol
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from pipelines.io import files
 from pipelines.io.files import write_parquet_part
-from pipelines.rules.dedupe import deduplicate, shard_of
+from pipelines.rules.dedupe import PUBLISHED_COLUMNS, deduplicate, shard_of
 from pipelines.transforms._outputs import Outputs, with_outputs
 from pipelines.transforms._tables import QUARANTINE, tagged
-from schemas.events import PAYLOAD_FIELDS
 
 DUPLICATES = "duplicates"
 
@@ -27,9 +25,6 @@ class History(Protocol):
     """Where already published events are looked up (the embedded engine, locally)."""
 
     def lookup(self, event_ids: pa.Array) -> pa.Table | None: ...
-
-
-HISTORY_COLUMNS = ("event_id", *PAYLOAD_FIELDS)
 
 
 def split_by_shard(events: pa.Table, shards: int) -> Iterator[tuple[int, pa.Table]]:
@@ -51,7 +46,7 @@ def _read_published(path: str, shards: int, batch_rows: int) -> Iterator[tuple[i
     """One published facts part (any FileSystems path) -> (shard, event_id + payload)."""
     with files.open_read(path) as handle:
         parquet = pq.ParquetFile(handle)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(HISTORY_COLUMNS)):
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(PUBLISHED_COLUMNS)):
             yield from split_by_shard(pa.Table.from_batches([batch]), shards)
 
 
@@ -73,12 +68,7 @@ class _DeduplicateShard(beam.DoFn):
                                          list(groups.get("published", ())))
 
     def _deduplicate(self, events: pa.Table, history: list[pa.Table]) -> Iterator[pa.Table]:
-        published = None
-        if history:
-            published = pa.concat_tables(history)
-            published = published.filter(
-                pc.is_in(published["event_id"], value_set=pc.unique(events["event_id"])))
-        result = deduplicate(events, published)
+        result = deduplicate(events, pa.concat_tables(history) if history else None)
         self.duplicates.inc(result.duplicates.num_rows)
         self.conflicts.inc(result.conflicts.num_rows)
         # In batch-sized slices: the fused steps downstream then hold one slice's

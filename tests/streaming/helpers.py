@@ -123,6 +123,25 @@ class Stream:
         return self.test_stream.advance_watermark_to_infinity()
 
 
+def every_record_kind(refund_time: str = "2026-03-01T12:00:00Z") -> Stream:
+    """Early, on-time, late and too-late events, a malformed message, a missing FX rate
+    (GBP), a repeat, a refund at ``refund_time``: every kind of sink record."""
+    return (
+        Stream()
+        .send(event("e1", "2026-03-01T10:00:00Z", "1000.00", event_type="deal_created"))
+        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # x 1.10
+        .send("not json")
+        .send(event("e3", "2026-03-01T11:00:00Z", "200.00", currency="GBP", account_id="A2"))
+        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # duplicate
+        .send(event("e4", refund_time, "50.00", event_type="deal_refunded", account_id="A2"))
+        .wait(61)  # early panes
+        .watermark("2026-03-02T00:00:01Z")  # 1 March on time
+        .send(event("e5", "2026-03-01T09:00:00Z", "30.00"))  # late, within lateness
+        .watermark("2026-03-05T00:00:01Z")  # 1 March closed
+        .send(event("e6", "2026-03-01T08:00:00Z", "7.00"))  # too late: facts, then repair
+    )
+
+
 def settings(tmp_path: Path, **overrides) -> StreamSettings:
     values = dict(
         reference_dir=str(write_reference(tmp_path / "reference")),

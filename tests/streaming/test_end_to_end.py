@@ -14,6 +14,7 @@ from pipelines.streaming import build_streaming_graph, run
 from tests.streaming.helpers import (
     Stream,
     event,
+    every_record_kind,
     matches,
     pane_rows,
     query,
@@ -23,21 +24,7 @@ from tests.streaming.helpers import (
 
 
 def test_stand_in_stream_runs_end_to_end_into_duckdb_and_closes_its_run(tmp_path):
-    stream = (
-        Stream()
-        .send(event("e1", "2026-03-01T10:00:00Z", "1000.00", event_type="deal_created"))
-        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # x 1.10
-        .send("not json")
-        .send(event("e3", "2026-03-01T11:00:00Z", "200.00", currency="GBP", account_id="A2"))
-        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # duplicate
-        .send(event("e4", "2026-03-01T12:00:00Z", "50.00", event_type="deal_refunded",
-                    account_id="A2"))
-        .wait(61)
-        .watermark("2026-03-02T00:00:01Z")
-        .send(event("e5", "2026-03-01T09:00:00Z", "30.00"))  # late, within lateness
-        .watermark("2026-03-05T00:00:01Z")
-        .send(event("e6", "2026-03-01T08:00:00Z", "7.00"))  # too late: facts, then repair
-    )
+    stream = every_record_kind()
     db = tmp_path / "out" / "revenue.duckdb"
     reference = write_reference(tmp_path / "reference")
     summary = run(

@@ -39,7 +39,7 @@ from pipelines.transforms.windowed_views import Pane
 from schemas.rejects import REJECT_SCHEMA
 from tests.streaming.helpers import (
     Stream,
-    event,
+    every_record_kind,
     fact,
     facts_table,
     query,
@@ -71,23 +71,8 @@ def published(db: Path) -> dict[str, list[tuple]]:
 
 
 def scenario() -> Stream:
-    """Early, on-time, late and too-late events, a malformed message, a missing FX rate,
-    a repeat: every kind of sink record."""
-    return (
-        Stream()
-        .send(event("e1", "2026-03-01T10:00:00Z", "1000.00", event_type="deal_created"))
-        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # x 1.10
-        .send("not json")
-        .send(event("e3", "2026-03-01T11:00:00Z", "200.00", currency="GBP", account_id="A2"))
-        .send(event("e2", "2026-03-01T13:00:00Z", "500.00", currency="EUR"))  # duplicate
-        .send(event("e4", "2026-03-02T12:00:00Z", "50.00", event_type="deal_refunded",
-                    account_id="A2"))
-        .wait(61)  # early panes
-        .watermark("2026-03-02T00:00:01Z")  # 1 March on time
-        .send(event("e5", "2026-03-01T09:00:00Z", "30.00"))  # late, within lateness
-        .watermark("2026-03-05T00:00:01Z")  # 1 March closed
-        .send(event("e6", "2026-03-01T08:00:00Z", "7.00"))  # too late: facts, then repair
-    )
+    """Every kind of sink record, with a refund on a second day."""
+    return every_record_kind(refund_time="2026-03-02T12:00:00Z")
 
 
 def stream_run(tmp: Path, sink: str) -> Path:
