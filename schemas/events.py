@@ -53,6 +53,14 @@ EVENT_FIELDS: tuple[str, ...] = REQUIRED_FIELDS + OPTIONAL_FIELDS
 ID_FIELDS: tuple[str, ...] = ("event_id", "deal_id", "account_id")
 MAX_ID_LENGTH = 128
 
+# A text record (JSONL line, CSV record, message) longer than this many bytes is
+# ``malformed``: no event needs it, and it is never parsed.
+MAX_RECORD_BYTES = 1 << 20
+# The quarantine keeps the first RAW_KEPT_CHARS characters of a longer record, then
+# ``RAW_CUT_MARK`` with the whole record's size in bytes and its SHA-256 (hex).
+RAW_KEPT_CHARS = 4096
+RAW_CUT_MARK = "…[cut: {size} bytes, sha256 {sha256}]"
+
 # Lineage carried by every record from the reader to the quarantine.
 LINEAGE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("source", pa.string(), nullable=False),

@@ -1,14 +1,16 @@
 """Event files as SQL relations for the engine's DuckDB connection, all strings.
 
-``raw_relations(paths)`` gives relations of ``source, position, line, fast, <fields>``:
-one row per record (blank JSONL lines are not records), the contract fields as
-text. ``fast`` says DuckDB's JSON parser read the record and it is plainly well
+``raw_relations(paths)`` gives relations of ``source, position, line, line_bytes, fast,
+<fields>``: one row per record (blank JSONL lines are not records), the contract fields
+as text. A line longer than ``MAX_RECORD_BYTES`` is never parsed: ``line`` holds its
+capped text (``rules.raw_text``) and ``line_bytes`` its size (null for other lines). ``fast`` says DuckDB's JSON parser read the record and it is plainly well
 formed (a flat JSON object of contract fields, nothing the reader would judge:
 no repeated key, NaN, trailing comma, escape or nesting); every other record is
 read again, by the reader's own per-line code (``events_reader.read_json_lines``),
 so both executors judge a doubtful line identically. Files DuckDB cannot read as
-such (CSV, Parquet with non-string contract columns, non-UTF-8 text) are read by
-``events_reader.iter_raw_batches`` and returned as Arrow tables instead.
+such (CSV, Parquet with non-string contract columns, non-UTF-8 text, and JSONL files
+larger than ``_GROUP_BYTES``, which DuckDB would hold whole several times over) are read
+by ``events_reader.iter_raw_batches`` chunk by chunk and returned as Arrow tables instead.
 
 DuckDB re-prints a JSON-number amount from a double; its exact text is taken from the
 line with the reader's own regex (``events_reader.AMOUNT_NUMBER``).
@@ -26,7 +28,8 @@ import pyarrow.parquet as pq
 
 from pipelines.io.duckdb_sql import literal
 from pipelines.io.events_reader import AMOUNT_NUMBER, FORMATS, iter_raw_batches
-from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
+from pipelines.rules.raw_text import cap_sql
+from schemas.events import EVENT_FIELDS, MAX_RECORD_BYTES, RAW_EVENT_SCHEMA
 
 _NUMERIC_JSON = ("UBIGINT", "BIGINT", "DOUBLE", "HUGEINT")
 _GROUP_BYTES = 128 << 20  # JSONL bytes read at once per core (bounds the text in memory)
@@ -53,7 +56,7 @@ def raw_relations(paths: list[str], batch_rows: int, arrow_paths: set[str] = fro
         kind = FORMATS.get(os.path.splitext(path)[1].lower())
         if path in arrow_paths:
             kind = None
-        if kind == "jsonl":
+        if kind == "jsonl" and os.path.getsize(path) <= _GROUP_BYTES:
             jsonl.append(path)
         elif kind == "parquet" and _plain_parquet(path):
             parquet.append(path)
@@ -124,7 +127,7 @@ def _parquet_relation(paths: list[str]) -> str:
     )
     return (
         f"SELECT filename AS source, file_row_number + 1 AS position, NULL::VARCHAR AS line, "
-        f"true AS fast, {fields} "
+        f"NULL::BIGINT AS line_bytes, true AS fast, {fields} "
         f"FROM read_parquet({files}, filename = true, file_row_number = true, "
         "union_by_name = true)"
     )
@@ -155,7 +158,8 @@ def _jsonl_relation(paths: list[str]) -> str:
     # Trailing commas and NaN/Infinity are not JSON (DuckDB's parser takes them), an escape
     # may be a lone surrogate: such lines go to the reader's code.
     plain = (
-        "starts_with(line, '{') AND ends_with(line, '}') AND NOT ends_with(line, ',}') "
+        f"strlen(line) <= {MAX_RECORD_BYTES} "
+        "AND starts_with(line, '{') AND ends_with(line, '}') AND NOT ends_with(line, ',}') "
         "AND NOT ends_with(line, ', }') AND NOT contains(line, ',\t') "
         "AND NOT contains(line, ',\r') AND NOT contains(line, ',  ') "
         "AND NOT contains(line, ', \t') AND NOT contains(line, ', \r') "
@@ -196,7 +200,11 @@ def _jsonl_relation(paths: list[str]) -> str:
                 false) AS fast
             FROM parsed
         )
-        SELECT source, position, line, fast,
+        SELECT source, position,
+               CASE WHEN strlen(line) > {MAX_RECORD_BYTES} THEN {cap_sql("line")} ELSE line END
+               AS line,
+               CASE WHEN strlen(line) > {MAX_RECORD_BYTES} THEN strlen(line) END AS line_bytes,
+               fast,
                {', '.join(f"CASE WHEN fast THEN {v.rsplit(' AS ', 1)[0]} END AS {n}"
                          for v, n in zip(values, EVENT_FIELDS, strict=True))}
         FROM judged

@@ -35,6 +35,7 @@ from pipelines.rules.dedupe import DUPLICATE_SCHEMA, deduplicate
 from pipelines.rules.effects import EFFECTS
 from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.rules.fx import convert_to_reporting, reporting_minor_units
+from pipelines.rules.raw_text import oversized_detail
 from pipelines.rules.validate import validate_events
 from schemas.events import (
     AMOUNT_SIGN_RULES,
@@ -116,7 +117,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     ok = f"ts IS NOT NULL AND minor IS NOT NULL AND {fraction} <= minor AND {sign}"
     empty = (
         "SELECT NULL::VARCHAR AS source, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
-        "false AS fast, " + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
+        "NULL::BIGINT AS line_bytes, false AS fast, " + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
         + " WHERE false")
 
     def check(part: int, raw: str) -> None:
@@ -127,7 +128,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
             cursor.execute(f"""
         CREATE OR REPLACE TABLE checked_{part} AS
         SELECT r.source, r.position, coalesce({ok}, false) AS ok,
-               CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line,
+               CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line, r.line_bytes,
                {', '.join(('nullif(r.' + f + ", '') AS " + f) if f in OPTIONAL_FIELDS else 'r.' + f
                           for f in EVENT_FIELDS if f not in ('event_time', 'amount'))},
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.event_time END
@@ -151,7 +152,8 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     con.execute(create_table_sql("slow_events", EVENT_SCHEMA))
     # Everything else is judged by the rule functions, as the Beam graph judges it.
     doubtful = _arrow(con, f"""
-        SELECT source, position, line, event_time_text AS event_time, amount_text AS amount,
+        SELECT source, position, line, line_bytes, event_time_text AS event_time,
+               amount_text AS amount,
                {', '.join(f for f in EVENT_FIELDS if f not in ('event_time', 'amount'))}
         FROM checked WHERE NOT ok ORDER BY source, position
     """)
@@ -173,14 +175,25 @@ def _raw_records(doubtful: pa.Table) -> pa.Table:
     reader's per-line code; rows of string Parquet files as DuckDB read them."""
     if doubtful.num_rows == 0:
         return RAW_EVENT_SCHEMA.empty_table()
-    is_line = pc.is_valid(doubtful["line"])
+    oversized = pc.is_valid(doubtful["line_bytes"])
+    is_line = pc.and_(pc.is_valid(doubtful["line"]), pc.invert(oversized))
     lines = doubtful.filter(is_line)
-    rows = doubtful.filter(pc.invert(is_line))
+    rows = doubtful.filter(pc.invert(pc.is_valid(doubtful["line"])))
     parts = []
     if lines.num_rows:
         parts.append(read_json_lines(
             lines["line"].to_pylist(), lines["source"].to_pylist(),
             lines["position"].to_pylist()))
+    if pc.any(oversized).as_py():  # never parsed; ``line`` is already capped
+        long = doubtful.filter(oversized)
+        n = long.num_rows
+        columns = {f: pa.nulls(n, pa.string()) for f in EVENT_FIELDS}
+        columns.update(
+            source=long["source"], position=long["position"], raw=long["line"],
+            reason=pa.repeat(pa.scalar("malformed"), n),
+            detail=pa.array([oversized_detail(size) for size in long["line_bytes"].to_pylist()],
+                            pa.string()))
+        parts.append(pa.table(columns).cast(RAW_EVENT_SCHEMA))
     if rows.num_rows:
         n = rows.num_rows
         columns = {f: rows[f] for f in EVENT_FIELDS}

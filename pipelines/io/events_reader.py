@@ -53,7 +53,9 @@ rest of the chunk in progress). Files with string amounts never pay for it.
 
 from __future__ import annotations
 
+import codecs
 import glob
+import hashlib
 import json
 import os
 import re
@@ -69,7 +71,8 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from pipelines.errors import UserError
-from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
+from pipelines.rules.raw_text import cap_raw, cap_text, cut_text, oversized_detail
+from schemas.events import EVENT_FIELDS, MAX_RECORD_BYTES, RAW_EVENT_SCHEMA, RAW_KEPT_CHARS
 
 FORMATS: dict[str, str] = {
     ".jsonl": "jsonl",
@@ -85,7 +88,8 @@ _FIELD_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in EVENT_FIELDS]
 # JSONL tuning.
 _FIRST_READ = 4 << 20  # bytes of the first read; later reads aim at batch_rows lines
 _MIN_READ = 1 << 20
-_MAX_READ = 256 << 20  # well under the 2 GiB limit of int32 string offsets
+_MAX_READ = 64 << 20  # bounds the text held at once (and well under int32 offsets)
+_LONG_LINE_PIECE = 1 << 20  # bytes per read while streaming past an oversized line
 _LINE_BY_LINE = 32  # bisection stops at this many lines and classifies each one
 _DENSE = 4  # a bad line this close after another one ...
 _SCREEN = 64  # ... has the next lines screened with json.loads
@@ -230,9 +234,13 @@ def _assemble(
     raw: pa.Array | None,
     reason: pa.Array | None = None,
     detail: pa.Array | None = None,
+    raw_capped: bool = False,
 ) -> pa.RecordBatch:
-    """One RAW_EVENT_SCHEMA batch; absent fields become null columns."""
+    """One RAW_EVENT_SCHEMA batch; absent fields become null columns. ``raw`` is capped
+    for the quarantine (``rules.raw_text``) unless the caller already did."""
     null = pa.nulls(n, pa.string())
+    if raw is not None and not raw_capped:
+        raw = cap_raw(raw)
     columns = [fields.get(name, null) for name in EVENT_FIELDS]
     columns += [
         pa.repeat(pa.scalar(source, pa.string()), n),
@@ -267,6 +275,11 @@ def _blank_invalid_lines(buf: bytes, cut: int) -> tuple[bytes, list[tuple[int, b
             invalid.append((index, line, exc.start))
             lines[index] = b" " * len(line)
     return b"\n".join(lines) + buf[cut:], invalid
+
+
+def _not_utf8(bad: int) -> str:
+    """The ``malformed`` detail of a line whose byte ``bad`` (0-based) is not UTF-8."""
+    return f"line is not valid UTF-8 (byte {bad + 1})"
 
 
 def _string_array(data: pa.Buffer, offsets: np.ndarray) -> pa.StringArray:
@@ -328,6 +341,10 @@ class _JsonlReader:
                     cut = block.rfind(b"\n") + 1
                     if eof and cut < len(block):
                         block, cut = block + b"\n", len(block) + 1
+                    elif cut == 0 and len(block) > MAX_RECORD_BYTES:  # no record is this
+                        yield self._long_line(handle, block, lines_before)  # long: skip it
+                        lines_before += 1
+                        continue
                     elif cut == 0:  # one line longer than the read: read more at once
                         handle.seek(-len(block), os.SEEK_CUR)
                         read_size *= 2
@@ -350,6 +367,7 @@ class _JsonlReader:
             buf = buf[:cut].replace(b"\r\n", b"\n")
             cut = len(buf)
         whole = _valid_utf8(buf, cut)
+        invalid: list[tuple[int, bytes, int]] = []
         if whole is None:  # rare: the lines that are not UTF-8 are quarantined, not the file
             buf, invalid = _blank_invalid_lines(buf, cut)
             whole = _valid_utf8(buf, cut)
@@ -365,8 +383,24 @@ class _JsonlReader:
         starts = offsets[:-1] + index  # in buf: each removed "\n" shifts by one
         ends = offsets[1:] + index  # each line's "\n" in buf
         keep = lengths > 0
-        # Whitespace-only lines are blank too; candidates start with a space or tab.
+        keep[[index for index, _, _ in invalid]] = False  # quarantined above, now blank
         data = np.frombuffer(buf, dtype=np.uint8, count=cut)
+        oversized = np.flatnonzero(keep & (lengths > MAX_RECORD_BYTES))
+        if len(oversized):  # rare: quarantined unread, then blanked for the parser
+            records = []
+            blanked = bytearray(buf)
+            for i in oversized:
+                line = bytes(blanked[starts[i]:ends[i]])
+                if line.strip(b" \t\r"):
+                    records.append((int(i), line))
+                blanked[starts[i]:ends[i]] = b" " * int(ends[i] - starts[i])
+                keep[i] = False
+            if records:
+                yield self._oversized_lines(records, lines_before)
+            buf = bytes(blanked)
+            whole = _string_array(pa.py_buffer(buf), np.array([0, cut], dtype=np.int32))
+            data = np.frombuffer(buf, dtype=np.uint8, count=cut)
+        # Whitespace-only lines are blank too; candidates start with a space or tab.
         maybe_blank = np.flatnonzero(keep & np.isin(data[np.minimum(starts, cut - 1)],
                                                     (9, 13, 32)))
         for i in maybe_blank:
@@ -375,12 +409,13 @@ class _JsonlReader:
         kept = np.flatnonzero(keep)
         if len(kept) == 0:
             return n_lines
-        if lengths.max() * 2 + 2 > self.block_size:
-            self.block_size = int(lengths.max() * 2 + 2)
+        longest = int(lengths[kept].max())
+        if longest * 2 + 2 > self.block_size:
+            self.block_size = longest * 2 + 2
 
         # raw, zero-copy over the split's data: blank lines are empty strings, so the
         # kept lines' offsets stay contiguous once they are dropped.
-        if len(maybe_blank) and not np.all(keep[lengths > 0]):  # whitespace-only lines
+        if not np.all(keep[lengths > 0]):  # whitespace-only or oversized lines dropped
             raw_all = lines.filter(pa.array(keep))
         else:
             raw_offsets = np.append(offsets[kept], offsets[kept[-1] + 1])
@@ -424,12 +459,71 @@ class _JsonlReader:
         return _assemble(
             {}, n, self.path,
             np.array([index + lines_before + 1 for index, _, _ in invalid], dtype=np.int64),
-            pa.array([text.decode("utf-8", errors="replace") for _, text, _ in invalid],
+            pa.array([cap_text(text.decode("utf-8", errors="replace"), original=text)
+                      for _, text, _ in invalid], pa.string()),
+            pa.array(["malformed"] * n, pa.string()),
+            pa.array([_not_utf8(bad) for _, _, bad in invalid], pa.string()),
+            raw_capped=True,
+        )
+
+    def _oversized_lines(self, records: list[tuple[int, bytes]],
+                         lines_before: int) -> pa.RecordBatch:
+        """``malformed`` records for the (valid UTF-8) lines longer than
+        ``MAX_RECORD_BYTES``: (index in the chunk, bytes). They are never parsed."""
+        n = len(records)
+        return _assemble(
+            {}, n, self.path,
+            np.array([index + lines_before + 1 for index, _ in records], dtype=np.int64),
+            pa.array([cap_text(line.decode("utf-8"), original=line) for _, line in records],
                      pa.string()),
             pa.array(["malformed"] * n, pa.string()),
-            pa.array([f"line is not valid UTF-8 (byte {bad + 1})" for _, _, bad in invalid],
-                     pa.string()),
+            pa.array([oversized_detail(len(line)) for _, line in records], pa.string()),
+            raw_capped=True,
         )
+
+    def _long_line(self, handle: BinaryIO, head: bytes, lines_before: int) -> pa.RecordBatch:
+        """The ``malformed`` record for a line longer than ``MAX_RECORD_BYTES`` that
+        starts with ``head`` (no newline in it): read on to its end piece by piece,
+        never held whole, then the handle is left just after its newline. Its verdict
+        is the one ``_chunk`` gives (not UTF-8, else oversized)."""
+        digest = hashlib.sha256()
+        check = codecs.getincrementaldecoder("utf-8")()
+        show = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        shown: list[str] = []
+        n_shown = size = 0
+        bad: int | None = None
+        cr = b""  # a trailing CR held back: part of a CRLF terminator or of the line
+        piece = head
+        while True:
+            end = piece.find(b"\n")
+            part = cr + (piece if end < 0 else piece[:end])
+            if end >= 0:
+                handle.seek(end + 1 - len(piece), os.SEEK_CUR)
+                cr = b""
+                if part.endswith(b"\r"):
+                    part = part[:-1]
+            else:
+                cr, part = (b"\r", part[:-1]) if part.endswith(b"\r") else (b"", part)
+            digest.update(part)
+            if bad is None:
+                try:
+                    check.decode(part, final=end >= 0 or not piece)
+                except UnicodeDecodeError as exc:
+                    bad = size + exc.start
+            if n_shown < RAW_KEPT_CHARS + 1:
+                text = show.decode(part)
+                shown.append(text)
+                n_shown += len(text)
+            size += len(part)
+            if end >= 0 or not piece:
+                break
+            piece = handle.read(_LONG_LINE_PIECE)
+        raw = cut_text("".join(shown), size, digest.hexdigest())
+        detail = oversized_detail(size) if bad is None else _not_utf8(bad)
+        return _assemble(
+            {}, 1, self.path, np.array([lines_before + 1], dtype=np.int64),
+            pa.array([raw], pa.string()), pa.array(["malformed"], pa.string()),
+            pa.array([detail], pa.string()), raw_capped=True)
 
     # ---- parsing
 
@@ -821,7 +915,7 @@ def read_json_lines(texts: list[str], sources: list[str], positions: list[int]) 
     columns = [fields[name] for name in EVENT_FIELDS] + [
         pa.array(sources, pa.string()),
         pa.array(positions, pa.int64()),
-        pa.array(texts, pa.string()),
+        cap_raw(pa.array(texts, pa.string())),
         pa.array([line.reason for line in read], pa.string()),
         pa.array([line.detail for line in read], pa.string()),
     ]

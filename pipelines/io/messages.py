@@ -39,7 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.io.events_reader import _assemble, _JsonlReader, _read_line
-from schemas.events import EVENT_FIELDS, RAW_EVENT_SCHEMA
+from pipelines.rules.raw_text import cap_text, oversized_detail
+from schemas.events import EVENT_FIELDS, MAX_RECORD_BYTES, RAW_EVENT_SCHEMA
 
 Message = tuple[str, int, bytes]
 
@@ -81,11 +82,13 @@ def messages_to_raw_batch(messages: Sequence[Message]) -> pa.Table:
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
-            texts.append(payload.decode("utf-8", errors="replace"))
+            texts.append(cap_text(payload.decode("utf-8", errors="replace"), original=payload))
             special[i] = (None, "malformed", f"message is not valid UTF-8 (byte {exc.start})")
             continue
-        texts.append(text)
-        if not text.strip():
+        texts.append(cap_text(text))
+        if len(payload) > MAX_RECORD_BYTES:  # never parsed
+            special[i] = (None, "malformed", oversized_detail(len(payload)))
+        elif not text.strip():
             special[i] = (None, "malformed", "empty message")
         elif "\n" in text or "\r" in text:
             line = _read_line(text)

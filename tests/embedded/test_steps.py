@@ -124,3 +124,34 @@ def test_a_corrupt_parquet_file_is_a_user_error_naming_it(tmp_path):
     with pytest.raises(UserError, match="not a readable Parquet file") as caught:
         raw_relations([str(path)], 1024)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("read_by", ["duckdb", "arrow reader"])
+def test_an_oversized_line_is_quarantined_as_the_reader_quarantines_it(tmp_path, monkeypatch,
+                                                                       read_by):
+    """DuckDB never hands the line to Python: its SQL caps it; the verdict is the reader's.
+    A file larger than a group is read by the chunked reader instead (bounded memory)."""
+    import json
+
+    from pipelines.embedded import read
+    from pipelines.io.events_reader import iter_raw_batches
+    from pipelines.rules.validate import validate_events
+    from schemas.events import MAX_RECORD_BYTES
+
+    if read_by == "arrow reader":
+        monkeypatch.setattr(read, "_GROUP_BYTES", 1 << 20)
+    event = {"event_id": "e1", "event_type": "deal_won", "event_time": "2026-03-01T10:00:00Z",
+             "deal_id": "D1", "account_id": "A1", "amount": "10.00", "currency": "USD"}
+    padded = json.dumps({**event, "event_id": "e2", "stage": "s" * (MAX_RECORD_BYTES + 5)})
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join([json.dumps(event), padded, "{bad"]) + "\n")
+    relations, raw = read.raw_relations([str(path)], 1024)
+    assert (raw.duckdb_paths == [str(path)]) == (read_by == "duckdb")
+    con = connect_engine(tmp_path / "scratch")
+    steps.validate(con, relations, raw.arrow)
+    got = con.sql("SELECT position, raw, reason, detail FROM rejects ORDER BY position").fetchall()
+    expected = validate_events(pa.Table.from_batches(list(iter_raw_batches(str(path)))))[1]
+    assert got == [(r["position"], r["raw"], r["reason"], r["detail"])
+                   for r in expected.sort_by("position").to_pylist()]
+    assert [row[0] for row in got] == [2, 3] and len(got[0][1]) < 4200
+    assert con.sql("SELECT event_id FROM events").fetchall() == [("e1",)]

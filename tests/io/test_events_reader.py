@@ -15,8 +15,9 @@ import pytest
 from pipelines.errors import UserError
 from pipelines.io import events_reader
 from pipelines.io.events_reader import expand_event_paths, iter_raw_batches
+from pipelines.rules.raw_text import cap_text
 from pipelines.rules.validate import validate_events
-from schemas.events import RAW_EVENT_SCHEMA
+from schemas.events import MAX_RECORD_BYTES, RAW_EVENT_SCHEMA
 
 EVENT = {
     "event_id": "evt-1",
@@ -468,3 +469,57 @@ def test_null_lines_never_reach_arrow(tmp_path):
     assert [i for i, r in enumerate(reasons) if r] == list(range(0, 12_000, 997))
     assert set(out["detail"].to_pylist()) - {None} == {"not a JSON object (the line is null)"}
     assert rows(write(tmp_path, "only.jsonl", "null\n null\n"))[1]["position"] == 2
+
+
+# --------------------------------------------------------------------------- oversized lines
+
+BIG = MAX_RECORD_BYTES + 10
+
+
+def _oversized_case(size: int = BIG) -> tuple[str, str]:
+    """A valid JSON event padded past the record limit, and its expected capped raw."""
+    padded = line(stage="s" * (size - len(line(stage=""))))
+    return padded, cap_text(padded)
+
+
+@pytest.mark.parametrize("first_read", [4 << 20, 64 << 10], ids=["in a chunk", "streamed past"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_line_longer_than_a_record_may_be_is_malformed_unread(tmp_path, monkeypatch,
+                                                                 first_read, newline):
+    monkeypatch.setattr(events_reader, "_FIRST_READ", first_read)
+    monkeypatch.setattr(events_reader, "_MIN_READ", min(first_read, 1 << 20))
+    padded, capped = _oversized_case()
+    text = newline.join([line(event_id="a"), padded, "   ", line(event_id="b")]) + newline
+    out = sorted(rows(write(tmp_path, "e.jsonl", text)), key=lambda r: r["position"])
+    assert [(r["position"], r["reason"]) for r in out] == [(1, None), (2, "malformed"), (4, None)]
+    assert out[1]["detail"] == (f"record is {len(padded)} bytes, more than the "
+                                f"{MAX_RECORD_BYTES} bytes a record may have")
+    assert out[1]["raw"] == capped and out[1]["event_id"] is None
+    assert [out[0]["event_id"], out[2]["event_id"]] == ["a", "b"]
+
+
+def test_a_streamed_long_line_that_is_not_utf8_says_so_like_a_short_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(events_reader, "_FIRST_READ", 64 << 10)
+    monkeypatch.setattr(events_reader, "_MIN_READ", 64 << 10)
+    bad = b"{" + b"x" * 100 + b"\xff" + b"y" * BIG + b"}"
+    out = rows(write(tmp_path, "e.jsonl", bad + b"\n" + line().encode()))
+    verdict = {r["position"]: r for r in out}
+    assert verdict[1]["detail"] == "line is not valid UTF-8 (byte 102)"
+    assert verdict[1]["raw"] == cap_text(bad.decode("utf-8", errors="replace"), original=bad)
+    assert verdict[2]["reason"] is None
+
+
+def test_a_long_last_line_without_a_newline_is_malformed(tmp_path, monkeypatch):
+    monkeypatch.setattr(events_reader, "_FIRST_READ", 64 << 10)
+    monkeypatch.setattr(events_reader, "_MIN_READ", 64 << 10)
+    padded, capped = _oversized_case()
+    out = rows(write(tmp_path, "e.jsonl", line() + "\n" + padded))
+    assert [(r["position"], r["reason"], r["raw"] == capped or None) for r in out] == [
+        (1, None, None), (2, "malformed", True)]
+
+
+def test_quarantined_raw_text_is_capped(tmp_path):
+    long_bad = '{"event_id": "' + "z" * 10_000  # truncated JSON, 10k characters
+    out = rows(write(tmp_path, "e.jsonl", long_bad + "\n"))
+    assert out[0]["reason"] == "malformed"
+    assert out[0]["raw"] == cap_text(long_bad) and len(out[0]["raw"]) < 4200

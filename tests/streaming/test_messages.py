@@ -51,3 +51,16 @@ def test_stable_position_is_the_same_for_a_redelivered_message_id():
     assert stable_position("1234567890") == stable_position("1234567890")
     assert stable_position("1234567890") != stable_position("1234567891")
     assert 0 <= stable_position("x") < 2**63
+
+
+def test_an_oversized_message_is_malformed_unparsed_and_its_raw_text_capped():
+    from pipelines.rules.raw_text import cap_text
+    from schemas.events import MAX_RECORD_BYTES
+
+    big = GOOD[:-1] + ', "stage": "' + "s" * MAX_RECORD_BYTES + '"}'
+    batch = messages_to_raw_batch([message("s", 1, big), message("s", 2, GOOD)])
+    rows = batch.to_pylist()
+    assert [(r["position"], r["event_id"], r["reason"]) for r in rows] == [
+        (1, None, "malformed"), (2, "e1", None)]
+    assert rows[0]["detail"].startswith(f"record is {len(big)} bytes")
+    assert rows[0]["raw"] == cap_text(big)
