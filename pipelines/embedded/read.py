@@ -3,14 +3,15 @@
 ``raw_relations(paths)`` gives relations of ``source, position, line, line_bytes, fast,
 <fields>``: one row per record (blank JSONL lines are not records), the contract fields
 as text. A line longer than ``MAX_RECORD_BYTES`` is never parsed: ``line`` holds its
-capped text (``rules.raw_text``) and ``line_bytes`` its size (null for other lines). ``fast`` says DuckDB's JSON parser read the record and it is plainly well
-formed (a flat JSON object of contract fields, nothing the reader would judge:
-no repeated key, NaN, trailing comma, escape or nesting); every other record is
-read again, by the reader's own per-line code (``events_reader.read_json_lines``),
-so both executors judge a doubtful line identically. Files DuckDB cannot read as
-such (CSV, Parquet with non-string contract columns, non-UTF-8 text, and JSONL files
-larger than ``_GROUP_BYTES``, which DuckDB would hold whole several times over) are read
-by ``events_reader.iter_raw_batches`` chunk by chunk and returned as Arrow tables instead.
+capped text (``rules.raw_text``) and ``line_bytes`` its size (null for other lines).
+``fast`` says DuckDB's JSON parser read the record and it is plainly well formed (a flat
+JSON object of contract fields, nothing the reader would judge: no repeated key, NaN,
+trailing comma, escape or nesting); every other record is read again, by the reader's
+own per-line code (``events_reader.read_json_lines``), so both executors judge a
+doubtful line identically. Files DuckDB cannot read as such (CSV, Parquet with non-
+string contract columns, non-UTF-8 text, and JSONL files larger than ``_GROUP_BYTES``,
+which DuckDB would hold whole several times over) are read by
+``events_reader.iter_raw_batches`` chunk by chunk and returned as Arrow tables instead.
 
 DuckDB re-prints a JSON-number amount from a double; its exact text is taken from the
 line with the reader's own regex (``events_reader.AMOUNT_NUMBER``).

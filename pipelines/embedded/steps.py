@@ -117,7 +117,8 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     ok = f"ts IS NOT NULL AND minor IS NOT NULL AND {fraction} <= minor AND {sign}"
     empty = (
         "SELECT NULL::VARCHAR AS source, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
-        "NULL::BIGINT AS line_bytes, false AS fast, " + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
+        "NULL::BIGINT AS line_bytes, false AS fast, "
+        + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
         + " WHERE false")
 
     def check(part: int, raw: str) -> None:

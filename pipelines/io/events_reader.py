@@ -24,8 +24,11 @@ it is equivalent to, not byte-identical with, the original row; rows with the
 wrong number of fields keep their original text. Parquet has no text form:
 ``raw`` is null.
 
-A file that cannot be read at all (missing, unreadable, not UTF-8, corrupt
-Parquet) raises ``pipelines.errors.UserError``.
+A JSONL line or CSV record that is not UTF-8, or longer than ``MAX_RECORD_BYTES``, is
+``malformed`` (the others are read); an oversized one is never parsed nor held whole.
+``raw`` is capped for the quarantine (``rules.raw_text``). A file that cannot be read at
+all (missing, unreadable, a CSV header that is not UTF-8, corrupt Parquet) raises
+``pipelines.errors.UserError``.
 
 JSONL design (the hot path, no Python loop per line on clean data): the file
 is read in byte chunks ending on a newline (the partial last line is read again
@@ -56,6 +59,7 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import io
 import json
 import os
 import re
@@ -277,9 +281,9 @@ def _blank_invalid_lines(buf: bytes, cut: int) -> tuple[bytes, list[tuple[int, b
     return b"\n".join(lines) + buf[cut:], invalid
 
 
-def _not_utf8(bad: int) -> str:
+def _not_utf8(bad: int, what: str = "line") -> str:
     """The ``malformed`` detail of a line whose byte ``bad`` (0-based) is not UTF-8."""
-    return f"line is not valid UTF-8 (byte {bad + 1})"
+    return f"{what} is not valid UTF-8 (byte {bad + 1})"
 
 
 def _string_array(data: pa.Buffer, offsets: np.ndarray) -> pa.StringArray:
@@ -931,7 +935,40 @@ def classify_json_line(text: str) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------- CSV
 
 
-def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
+@dataclass
+class _CsvScan:
+    """What one pass over a CSV file's bytes tells: for each non-empty record (header
+    first), the line it starts on, its byte offset and length; and the offset of each
+    byte that is not UTF-8."""
+
+    lines: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    not_utf8: list[int]
+
+    def record_of(self, offset: int) -> int:
+        """The record number (1 = header) holding byte ``offset``."""
+        return int(np.searchsorted(self.starts, offset, side="right"))
+
+
+def _utf8_errors(data: bytes, base: int, out: list[int]) -> bytes:
+    """Append to ``out`` the file offsets (``base`` + index) of the bytes of ``data``
+    that are not UTF-8; returns a trailing incomplete sequence to carry to the next
+    chunk (empty at the end of the file, where it is an error itself)."""
+    at = 0
+    while True:
+        try:
+            data[at:].decode("utf-8")
+            return b""
+        except UnicodeDecodeError as exc:
+            start = at + exc.start
+            if exc.reason == "unexpected end of data" and len(data) - start <= 3:
+                return data[start:]
+            out.append(base + start)
+            at = at + exc.end
+
+
+def _csv_record_lines(path: str, opener: Opener | None = None) -> _CsvScan:
     """The line number on which each non-empty CSV record starts (header first).
 
     Mirrors Arrow's record splitting, vectorised over chunks of the file: a
@@ -942,6 +979,10 @@ def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
     opens one when it starts a field; elsewhere in an unquoted field it is text.
     """
     found: list[np.ndarray] = []
+    found_starts: list[np.ndarray] = []
+    found_lengths: list[np.ndarray] = []
+    not_utf8: list[int] = []
+    carry = b""  # an incomplete UTF-8 sequence at the end of the previous chunk
     inside = 0  # 1 when the chunk starts inside a quoted field
     prev = 10  # the byte before the chunk; the file start acts as a line start
     base = 0  # file offset of the chunk
@@ -961,6 +1002,8 @@ def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
                 raise _unreadable(path, exc) from None
             if not chunk:
                 break
+            if carry or _valid_utf8(chunk, len(chunk)) is None:  # rare: find the bytes
+                carry = _utf8_errors(carry + chunk, base - len(carry), not_utf8)
             data = np.frombuffer(chunk, dtype=np.uint8)
             newlines = np.flatnonzero(data == 10)
             quoted = np.full(len(newlines), inside == 1)
@@ -994,6 +1037,8 @@ def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
                     first_bytes[0] = first
                 empty = (length == 0) | ((length == 1) & (first_bytes == 13))
                 found.append(lines[~empty])
+                found_starts.append(starts[~empty])
+                found_lengths.append(length[~empty])
                 start, start_line = int(separators[-1]) + 1, lines_before + int(ends_at[-1]) + 2
                 first = None
             if first is None and start < base + len(data):
@@ -1001,10 +1046,80 @@ def _csv_record_lines(path: str, opener: Opener | None = None) -> np.ndarray:
             prev = int(data[-1])
             base += len(data)
             lines_before += len(newlines)
+    if carry:
+        not_utf8.append(base - len(carry))
     length = base - start
     if length > 1 or (length == 1 and first != 13):
         found.append(np.array([start_line]))
-    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+        found_starts.append(np.array([start]))
+        found_lengths.append(np.array([length]))
+
+    def joined(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays).astype(np.int64) if arrays else np.zeros(0, np.int64)
+
+    return _CsvScan(joined(found), joined(found_starts), joined(found_lengths), not_utf8)
+
+
+class _CleanCsv(io.RawIOBase):
+    """The CSV file as Arrow's CSV reader is given it when some record is oversized or
+    not UTF-8: each oversized record replaced by an empty row of ``width`` fields (so
+    the record count is kept; its start is kept for the quarantine, hashed on the way),
+    and bytes that are not UTF-8 decoded as U+FFFD."""
+
+    def __init__(self, handle: BinaryIO, cuts: list[tuple[int, int]], width: int) -> None:
+        super().__init__()
+        self.handle = handle
+        self.cuts = sorted(cuts)  # (offset, length) of the oversized records
+        self.placeholder = b"," * (width - 1)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.offset = 0  # file offset of the next byte read
+        self.pending = b""
+        self.seen: dict[int, tuple[bytes, int, str]] = {}  # offset -> (head, size, sha256)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            piece = self._next_piece()
+            if piece is None:
+                return 0
+            self.pending = self.decoder.decode(piece, final=not piece).encode("utf-8")
+            if not piece and not self.pending:
+                return 0
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def _next_piece(self) -> bytes | None:
+        """The next bytes to decode: file bytes up to the next cut, or a placeholder."""
+        if self.offset < 0:
+            return None
+        if self.cuts and self.cuts[0][0] == self.offset:
+            start, length = self.cuts.pop(0)
+            digest, head, left = hashlib.sha256(), b"", length
+            while left:
+                part = self.handle.read(min(left, _LONG_LINE_PIECE))
+                if not part:
+                    break
+                digest.update(part)
+                head = head or part[:RAW_KEPT_CHARS * 4]
+                left -= len(part)
+            self.seen[start] = (head, length - left, digest.hexdigest())
+            self.offset += length - left
+            return self.placeholder
+        limit = self.cuts[0][0] - self.offset if self.cuts else _LONG_LINE_PIECE
+        piece = self.handle.read(min(limit, _LONG_LINE_PIECE))
+        self.offset += len(piece)
+        if not piece:
+            self.offset = -1
+        return piece
+
+    def raw_of(self, start: int) -> str:
+        """The quarantine's raw text of the oversized record that started at ``start``."""
+        head, size, sha256 = self.seen[start]
+        return cut_text(head.decode("utf-8", errors="replace"), size, sha256)
 
 
 def _csv_quote(column: pa.Array) -> pa.Array:
@@ -1023,12 +1138,28 @@ def _iter_csv(path: str, batch_rows: int,
     """CSV with a header row. Every cell is read as text; empty cells are null.
 
     Rows whose field count differs from the header's are quarantined as
-    ``malformed`` with their original text. Positions are the line on which a
-    record starts (see ``_csv_record_lines``).
+    ``malformed`` with their original text, as are records holding bytes that are not
+    UTF-8 (shown with U+FFFD) and records over ``MAX_RECORD_BYTES`` (never parsed).
+    Positions are the line on which a record starts (see ``_csv_record_lines``).
     """
-    record_lines = _csv_record_lines(path, opener)
+    scan = _csv_record_lines(path, opener)
+    record_lines = scan.lines
     if len(record_lines) == 0:
         return
+    if scan.lengths[0] > MAX_RECORD_BYTES or (scan.not_utf8 and scan.record_of(
+            scan.not_utf8[0]) == 1):
+        raise UserError("the CSV header is not valid UTF-8 or is over 1 MiB", where=path,
+                        hint="re-encode the file as UTF-8 with a header row of column names")
+    # Records judged before parsing: record number -> (detail, file offset of the record).
+    judged: dict[int, tuple[str, int]] = {}
+    for offset in scan.not_utf8:
+        number = scan.record_of(offset)
+        start = int(scan.starts[number - 1])
+        judged.setdefault(number, (_not_utf8(offset - start, "record"), start))
+    oversized = np.flatnonzero(scan.lengths > MAX_RECORD_BYTES)
+    for index in oversized:
+        judged[int(index) + 1] = (oversized_detail(int(scan.lengths[index])),
+                                  int(scan.starts[index]))
     invalid: list[tuple[int, str, int]] = []  # (record number, text, field count)
     skipped: list[int] = []  # whitespace-only lines: Arrow counts them, we do not
 
@@ -1049,9 +1180,15 @@ def _iter_csv(path: str, batch_rows: int,
         return np.where(index <= last, record_lines[np.minimum(index, last)],
                         record_lines[last] + (index - last))
 
+    cuts = [(int(scan.starts[i]), int(scan.lengths[i])) for i in oversized]
+
+    def cleaned(handle: BinaryIO, width: int) -> BinaryIO:
+        return _CleanCsv(handle, cuts, width) if judged else handle  # rare: see _CleanCsv
+
     try:
         with _open(path, opener) as handle:
-            header = pcsv.open_csv(handle, read_options=pcsv.ReadOptions(use_threads=False),
+            header = pcsv.open_csv(cleaned(handle, 1),
+                                   read_options=pcsv.ReadOptions(use_threads=False),
                                    parse_options=pcsv.ParseOptions(
                                        newlines_in_values=True,
                                        invalid_row_handler=lambda row: "skip"))
@@ -1063,21 +1200,32 @@ def _iter_csv(path: str, batch_rows: int,
         convert = pcsv.ConvertOptions(column_types={name: pa.string() for name in names},
                                       strings_can_be_null=False)
         with _open(path, opener) as handle:
-            reader = pcsv.open_csv(handle, read_options=read_options,
+            source = cleaned(handle, len(names))
+            reader = pcsv.open_csv(source, read_options=read_options,
                                    parse_options=parse_options, convert_options=convert)
+
+            def verdicts(numbers: np.ndarray) -> dict[int, tuple[str, str | None]]:
+                """{index: (detail, raw or None)} for the judged records among numbers."""
+                out = {}
+                for i in np.flatnonzero(np.isin(numbers, list(judged))):
+                    detail, start = judged[int(numbers[i])]
+                    raw = source.raw_of(start) if start in getattr(source, "seen", {}) else None
+                    out[int(i)] = (detail, raw)
+                return out
+
             next_record = 2  # record 1 is the header
             for batch in reader:
                 if batch.num_rows == 0:
                     continue  # invalid rows are flushed with the next good ones
                 out, next_record = _csv_batch(path, batch, names, invalid, skipped,
-                                              next_record, line_of)
+                                              next_record, line_of, verdicts)
                 for lo in range(0, out.num_rows, batch_rows):
                     yield out.slice(lo, batch_rows)
             if invalid:  # invalid rows after the last good one
                 empty = pa.RecordBatch.from_pylist([], schema=pa.schema(
                     [pa.field(name, pa.string()) for name in names]))
                 out, next_record = _csv_batch(path, empty, names, invalid, skipped,
-                                              next_record, line_of)
+                                              next_record, line_of, verdicts)
                 for lo in range(0, out.num_rows, batch_rows):
                     yield out.slice(lo, batch_rows)
     except pa.ArrowInvalid as exc:
@@ -1093,8 +1241,9 @@ def _iter_csv(path: str, batch_rows: int,
         raise _unreadable(path, exc) from None
 
 
-def _csv_batch(path, batch, names, invalid, skipped, next_record, line_of):
-    """Merge a parsed batch with the invalid rows that precede or fall inside it."""
+def _csv_batch(path, batch, names, invalid, skipped, next_record, line_of, verdicts):
+    """Merge a parsed batch with the invalid rows that precede or fall inside it;
+    ``verdicts`` gives the records judged before parsing (``malformed``)."""
     n_good = batch.num_rows
     bad = sorted(invalid)
     gaps = sorted(skipped)
@@ -1133,15 +1282,32 @@ def _csv_batch(path, batch, names, invalid, skipped, next_record, line_of):
             fields[name] = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
     cells = [_csv_quote(batch.column(i)) for i in range(batch.num_columns)]
     raw = pc.binary_join_element_wise(*cells, ",") if cells else pa.nulls(n_good, pa.string())
-    good = _assemble(fields, n_good, path, line_of(good_numbers), raw)
+    judged = verdicts(good_numbers)
+    if judged:  # not UTF-8 or oversized: no fields, the reader's verdict
+        where = pa.array(np.isin(np.arange(n_good), list(judged)))
+        fields = {name: pc.if_else(where, pa.scalar(None, pa.string()), values)
+                  for name, values in fields.items()}
+        raws = raw.to_pylist()
+        for i, (_, text) in judged.items():
+            raws[i] = raws[i] if text is None else text
+        good = _assemble(
+            fields, n_good, path, line_of(good_numbers),
+            cap_raw(pa.array(raws, pa.string())),
+            pa.array(["malformed" if i in judged else None for i in range(n_good)], pa.string()),
+            pa.array([judged[i][0] if i in judged else None for i in range(n_good)],
+                     pa.string()), raw_capped=True)
+    else:
+        good = _assemble(fields, n_good, path, line_of(good_numbers), raw)
     if not consumed_bad:
         return good, end
+    judged = verdicts(bad_numbers)
     rejects = _assemble(
         {}, len(consumed_bad), path, line_of(bad_numbers),
         pa.array([text for _, text, _ in consumed_bad], pa.string()),
         pa.array(["malformed"] * len(consumed_bad), pa.string()),
-        pa.array([f"CSV row has {count} fields, the header has {len(names)}"
-                  for _, _, count in consumed_bad], pa.string()),
+        pa.array([judged[i][0] if i in judged else
+                  f"CSV row has {count} fields, the header has {len(names)}"
+                  for i, (_, _, count) in enumerate(consumed_bad)], pa.string()),
     )
     merged = pa.Table.from_batches([good, rejects])
     order = np.argsort(np.concatenate((good_numbers, bad_numbers)), kind="stable")

@@ -314,9 +314,31 @@ def test_csv_through_validation(tmp_path):
     assert events["event_time"][0].as_py().hour == 14
 
 
-def test_csv_not_utf8_is_a_user_error(tmp_path):
-    path = write(tmp_path, "e.csv", (HEADER + "\n").encode() + b"\xff\xfe,x,y,z,a,1,USD,\n")
-    with pytest.raises(UserError, match="UTF-8"):
+def test_a_csv_record_that_is_not_utf8_is_malformed_and_the_others_are_read(tmp_path):
+    good = "e1,deal_won,2026-03-01T10:00:00Z,D1,A1,10.00,USD,\n"
+    data = (HEADER + "\n" + good).encode() + b"e2,deal_won,x,D\xff1,A,1,USD,\r\n" \
+        + b'"e3\xfe\n",x\n' + good.replace("e1", "e4").encode()
+    out = rows(write(tmp_path, "e.csv", data))
+    assert [(r["position"], r["event_id"], r["reason"]) for r in out] == [
+        (2, "e1", None), (3, None, "malformed"), (4, None, "malformed"), (6, "e4", None)]
+    assert out[1]["detail"] == "record is not valid UTF-8 (byte 16)"
+    assert "D\ufffd1" in out[1]["raw"]
+    assert out[2]["detail"] == "record is not valid UTF-8 (byte 4)"
+
+
+def test_a_csv_record_over_the_limit_is_malformed_unparsed(tmp_path):
+    huge = '"' + "x" * (2 * MAX_RECORD_BYTES) + '\n"'  # quoted, across lines, over any block
+    data = (HEADER + "\n" + huge + ",deal_won,x,D,A,1,USD,\n"
+            + "e2,deal_won,2026-03-01T10:00:00Z,D1,A1,10.00,USD,\n")
+    out = rows(write(tmp_path, "e.csv", data))
+    assert [(r["position"], r["reason"]) for r in out] == [(2, "malformed"), (4, None)]
+    assert out[0]["detail"].startswith(f"record is {len(huge) + 22} bytes")
+    assert out[0]["raw"].startswith('"xxx') and len(out[0]["raw"]) < 4200
+
+
+def test_a_csv_header_that_is_not_utf8_is_a_user_error(tmp_path):
+    path = write(tmp_path, "e.csv", b"event_id,\xff\n1,2\n")
+    with pytest.raises(UserError, match="header is not valid UTF-8"):
         list(iter_raw_batches(path))
 
 

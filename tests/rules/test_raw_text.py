@@ -22,7 +22,8 @@ def test_a_long_text_keeps_its_start_its_size_and_its_hash():
     text = "é" * (RAW_KEPT_CHARS + 1)
     capped = cap_text(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    assert capped == "é" * RAW_KEPT_CHARS + f"…[cut: {2 * (RAW_KEPT_CHARS + 1)} bytes, sha256 {digest}]"
+    size = 2 * (RAW_KEPT_CHARS + 1)
+    assert capped == "é" * RAW_KEPT_CHARS + f"…[cut: {size} bytes, sha256 {digest}]"
 
 
 def test_the_size_and_hash_of_bytes_that_are_not_utf8_are_of_the_bytes():
