@@ -36,7 +36,7 @@ from pipelines.rules.effects import EFFECTS
 from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.rules.fx import convert_to_reporting, reporting_minor_units
 from pipelines.rules.raw_text import oversized_detail
-from pipelines.rules.validate import validate_events
+from pipelines.rules.validate import CONTROL_CHARACTER, validate_events
 from schemas.events import (
     AMOUNT_SIGN_RULES,
     EVENT_FIELDS,
@@ -110,6 +110,8 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
         for f in ID_FIELDS)
     fraction = ("CASE WHEN strpos(r.amount, '.') > 0 "
                 "THEN length(r.amount) - strpos(r.amount, '.') ELSE 0 END")
+    ids += (f" AND NOT regexp_matches({' || '.join('r.' + f for f in ID_FIELDS)}, "
+            f"{literal(CONTROL_CHARACTER)})")
     plain = (f"r.fast AND {ids} AND r.event_type IN {in_list(EVENT_TYPES)} "
              f"AND regexp_full_match(r.event_time, {literal(_PLAIN_TIME)}) "
              "AND r.event_time[1:4] BETWEEN '0002' AND '9998' "

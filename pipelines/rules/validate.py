@@ -18,7 +18,8 @@ Rules, beyond the contract's wording:
   is trimmed otherwise: `` USD`` is a bad currency, `` deal_won`` an unknown
   event type. Empty optional fields (``stage``, ``product``,
   ``opportunity_owner_id``) become null.
-* ``bad_type``: an id field longer than 128 characters.
+* ``bad_type``: an id field longer than 128 characters, or holding a control character
+  (U+0000-U+001F, U+007F-U+009F: they break CSV exports, terminals and mail).
 * ``bad_timestamp``: RFC 3339 with a seconds field and an offset (``Z`` or
   ``±HH:MM``; ``T``, ``t`` or a space between date and time); a real calendar
   date and time (no Feb 30, no hour 24, no leap second 60); representable as a
@@ -49,6 +50,9 @@ from schemas.events import (
 )
 from schemas.money import AMOUNT_MAX_ABS_EXCLUSIVE, AMOUNT_TYPE, CURRENCY_MINOR_UNITS
 from schemas.rejects import REJECT_SCHEMA
+
+# A control character (C0, DEL, C1), in RE2 syntax (Arrow and DuckDB alike).
+CONTROL_CHARACTER = r"[\x{0}-\x{1f}\x{7f}-\x{9f}]"
 
 # The order in which this step's checks are applied (first failure wins).
 REASON_ORDER: tuple[str, ...] = (
@@ -175,6 +179,10 @@ def _check_missing(cols: dict[str, pa.Array], details: bool) -> list[Check]:
 
 def _check_ids(cols: dict[str, pa.Array], details: bool) -> list[Check]:
     out: list[Check] = []
+    for name in ID_FIELDS:
+        control = _mask(pc.match_substring_regex(cols[name], CONTROL_CHARACTER))
+        if _any(control):
+            out.append((control, f"field {name} holds a control character" if details else None))
     for name in ID_FIELDS:
         # Bytes >= characters: only values long in bytes need a character count.
         if not _any(_mask(pc.greater(pc.binary_length(cols[name]), MAX_ID_LENGTH))):
