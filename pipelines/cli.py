@@ -225,6 +225,7 @@ def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (
 
 # Verbs defined in their own modules (their heavy imports stay inside the functions).
 from pipelines.cli_follow import follow_command  # noqa: E402
+from pipelines.cli_import import import_app  # noqa: E402
 from pipelines.cli_report import report_command  # noqa: E402
 from pipelines.cli_stream import (  # noqa: E402
     repair_command,
@@ -237,6 +238,7 @@ app.command("stream")(stream_command)
 app.command("repair")(repair_command)
 app.command("stream-finalise")(stream_finalise_command)
 app.command("follow")(follow_command)
+app.add_typer(import_app)
 
 
 def main() -> None:
