@@ -56,6 +56,9 @@ MAX_ID_LENGTH = 128
 # A text record (JSONL line, CSV record, message) longer than this many bytes is
 # ``malformed``: no event needs it, and it is never parsed.
 MAX_RECORD_BYTES = 1 << 20
+# A record nested deeper than this (the object is level 1) is ``malformed``: a verdict
+# that must not depend on the parser's recursion limit.
+MAX_NESTING = 64
 # The quarantine keeps the first RAW_KEPT_CHARS characters of a longer record, then
 # ``RAW_CUT_MARK`` with the whole record's size in bytes and its SHA-256 (hex).
 RAW_KEPT_CHARS = 4096

@@ -76,7 +76,13 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import UserError
 from pipelines.rules.raw_text import cap_raw, cap_text, cut_text, oversized_detail
-from schemas.events import EVENT_FIELDS, MAX_RECORD_BYTES, RAW_EVENT_SCHEMA, RAW_KEPT_CHARS
+from schemas.events import (
+    EVENT_FIELDS,
+    MAX_NESTING,
+    MAX_RECORD_BYTES,
+    RAW_EVENT_SCHEMA,
+    RAW_KEPT_CHARS,
+)
 
 FORMATS: dict[str, str] = {
     ".jsonl": "jsonl",
@@ -841,18 +847,38 @@ def _kind(value: object) -> str:
     return _JSON_TYPES.get(type(value), "null")
 
 
+def _nesting(value: object) -> int:
+    """How deep ``value`` nests (a scalar is 0, ``{}`` is 1), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:
+            stack.extend((child, depth + 1) for child in children
+                         if isinstance(child, dict | list))
+    return deepest
+
+
 def _read_line(text: str) -> _Line:
     """One JSONL line read with json.loads: its fields, or why it is rejected.
 
-    ``malformed``: not JSON, not an object, NaN/Infinity, a repeated field, a
-    lone surrogate escape. ``bad_type``: a contract field with a non-string
-    value (``amount`` may be a number: its exact text is kept).
+    ``malformed``: not JSON, not an object, NaN/Infinity, a repeated field, nesting
+    deeper than ``MAX_NESTING``, a lone surrogate escape. ``bad_type``: a contract
+    field with a non-string value (``amount`` may be a number: its exact text is kept).
     """
     try:
         value = _DECODER.decode(text)
+        if _nesting(value) > MAX_NESTING:
+            raise RecursionError
     except _Reject as exc:
         return _Line(None, "malformed", str(exc))
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # past any limit: the same verdict whatever the stack depth
+        return _Line(None, "malformed", f"nested deeper than {MAX_NESTING} levels")
+    except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError):
             return _Line(None, "malformed", f"not valid JSON: {exc.msg} at column {exc.colno}")
         return _Line(None, "malformed", f"not valid JSON: {exc}")

@@ -545,3 +545,23 @@ def test_quarantined_raw_text_is_capped(tmp_path):
     out = rows(write(tmp_path, "e.jsonl", long_bad + "\n"))
     assert out[0]["reason"] == "malformed"
     assert out[0]["raw"] == cap_text(long_bad) and len(out[0]["raw"]) < 4200
+
+
+@pytest.mark.parametrize("depth, reason", [(63, None), (64, "malformed"), (5000, "malformed")])
+def test_nesting_deeper_than_the_limit_is_malformed_whatever_the_recursion_limit(
+        tmp_path, depth, reason):
+    """The record is level 1, so an extra field nested ``depth`` deep is level depth + 1."""
+    import sys
+
+    nested = line()[:-1] + ', "x": ' + "[" * depth + "1" + "]" * depth + "}"
+    path = write(tmp_path, "e.jsonl", line() + "\n" + nested + "\n")
+    original = sys.getrecursionlimit()
+    for limit in (original, 20_000):  # Hypothesis, for one, raises the limit
+        sys.setrecursionlimit(limit)
+        try:
+            out = rows(path)
+        finally:
+            sys.setrecursionlimit(original)
+        assert [r["reason"] for r in out] == [None, reason]
+        if reason:
+            assert out[1]["detail"] == "nested deeper than 64 levels"
