@@ -36,6 +36,7 @@ import io
 import json
 import tempfile
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -461,3 +462,105 @@ def test_any_arrangement_publishes_the_baseline(baseline, data):
                                 Path(folder), batch_rows=arrangement.batch_rows)
         got = published(db)
     check_against_baseline(baseline, arrangement, got, layout)
+
+
+# ----------------------------------------------------------------------------- conflicts
+#
+# A repeat of an event_id with another payload is not invariant, by contract
+# (docs/contract.md section 4): the first occurrence wins, an already published event
+# first, else the smallest (source path, position). Which version is published thus
+# depends on file names, lines and runs, and is tested as such; what does not depend
+# on them: one version published, the others quarantined, the counts balanced, and the
+# way the files are chunked.
+
+WON = {"event_type": "deal_won", "event_time": "2026-03-02T10:00:00Z", **_HAND}
+ONE = {**WON, "event_id": "c-1", "amount": "100.00"}
+OTHER = {**WON, "event_id": "c-1", "amount": "250.00"}
+
+
+def publish_records(baseline: Baseline, root: Path, runs: list[dict[str, list[dict]]],
+                    batch_rows: int = 65536) -> dict[str, list[tuple]]:
+    """Hand-written records, ``{file name: records}`` per run, into one fresh store."""
+    db = root / "revenue.duckdb"
+    for number, files in enumerate(runs, start=1):
+        folder = root / f"run-{number}"
+        folder.mkdir(parents=True)
+        for name, rows in files.items():
+            (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        run_embedded(folder, baseline.reference, db, batch_rows)
+    got = published(db)
+    for input_records, accepted, duplicates, quarantined, status in got["runs"]:
+        assert input_records == accepted + duplicates + quarantined
+        assert status == "succeeded"
+    return got
+
+
+def winner_and_losers(got: dict[str, list[tuple]]) -> tuple[str, list[tuple[str, int]]]:
+    [fact] = [row for row in got["facts"] if row[0] == "c-1"]
+    losers = sorted((Path(s).name, p) for s, p, _, reason, _ in got["quarantine"]
+                    if reason == "conflicting_duplicate")
+    return str(fact[7]), losers
+
+
+@pytest.mark.parametrize(("lines", "winner"), [((ONE, OTHER), "100.000"),
+                                                ((OTHER, ONE), "250.000")])
+def test_in_one_file_the_first_line_of_a_conflicting_pair_wins(baseline, tmp_path,
+                                                               lines, winner):
+    got = publish_records(baseline, tmp_path, [{"e.jsonl": list(lines)}])
+    assert winner_and_losers(got) == (winner, [("e.jsonl", 2)])
+
+
+@pytest.mark.parametrize("batch_rows", [1, 65536])
+def test_across_files_the_smallest_path_wins_however_the_files_are_chunked(
+        baseline, tmp_path, batch_rows):
+    runs = [{"b.jsonl": [ONE, ONE], "a.jsonl": [{**ONE, "event_id": "x"}, OTHER]}]
+    got = publish_records(baseline, tmp_path, runs, batch_rows)
+    # a.jsonl:2 sorts before b.jsonl:1; the exact copy of the loser conflicts too.
+    assert winner_and_losers(got) == ("250.000", [("b.jsonl", 1), ("b.jsonl", 2)])
+    assert [r[:4] for r in got["runs"]] == [(4, 2, 0, 2)]
+
+
+@pytest.mark.parametrize(("first", "second"), [(ONE, OTHER), (OTHER, ONE)])
+def test_an_already_published_version_wins_over_any_later_file(baseline, tmp_path,
+                                                               first, second):
+    runs = [{"z.jsonl": [first]}, {"a.jsonl": [second]}]  # a.jsonl would sort first
+    got = publish_records(baseline, tmp_path, runs)
+    assert winner_and_losers(got) == (f"{Decimal(first['amount']):.3f}", [("a.jsonl", 1)])
+    assert [r[:4] for r in got["runs"]] == [(1, 1, 0, 0), (1, 0, 0, 1)]
+    booked = [row for row in got["territory_revenue"] if row[1] == dt.date(2026, 3, 2)]
+    assert sum(row[2] for row in booked) == Decimal(first["amount"])
+
+
+def test_a_version_without_fx_rate_is_not_published_so_a_later_run_publishes_another(
+        baseline, tmp_path):
+    """Only a *published* event counts as the first occurrence: the same two records in
+    one run publish nothing (no FX rate, conflict), in two runs the second one."""
+    no_rate = {**ONE, "currency": "CHF"}
+    together = publish_records(baseline, tmp_path / "one", [{"e.jsonl": [no_rate, OTHER]}])
+    assert not [row for row in together["facts"] if row[0] == "c-1"]
+    assert sorted(q[3] for q in together["quarantine"]) == ["conflicting_duplicate",
+                                                             "no_fx_rate"]
+    apart = publish_records(baseline, tmp_path / "two",
+                            [{"e.jsonl": [no_rate]}, {"e.jsonl": [OTHER]}])
+    assert winner_and_losers(apart) == ("250.000", [])
+
+
+def test_equivalent_repeats_are_duplicates_within_a_run_and_across_runs(baseline, tmp_path):
+    """Same payload as typed values, other text: never a conflict, wherever it arrives."""
+    base = {**WON, "event_id": "e-1", "event_time": "2026-03-02T15:00:00+05:00",
+            "amount": "1500.5", "stage": "", "currency": "USD"}
+    variants = [
+        {**base, "event_time": "2026-03-02T10:00:00Z", "amount": "1500.500"},
+        {**base, "event_time": "2026-03-02 10:00:00.000000+00:00", "amount": "+1500.50",
+         "stage": None},
+        {k: v for k, v in base.items() if k != "stage"},
+    ]
+    together = publish_records(baseline, tmp_path / "one", [{"e.jsonl": [base, *variants]}])
+    apart = publish_records(baseline, tmp_path / "two",
+                            [{"e.jsonl": [base]}, {"e.jsonl": variants}])
+    for got in (together, apart):
+        assert not got["quarantine"]
+    assert [r[:4] for r in together["runs"]] == [(4, 1, 3, 0)]
+    assert [r[:4] for r in apart["runs"]] == [(1, 1, 0, 0), (3, 0, 3, 0)]
+    for name in ("facts", *VIEWS):
+        assert together[name] == apart[name], name
