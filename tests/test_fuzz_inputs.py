@@ -164,3 +164,43 @@ def test_memory_stays_bounded_over_hundreds_of_1mb_garbage_lines(dataset, tmp_pa
     assert len(oversized) == 304
     assert max(len(raw) for _, raw in quarantine.values()) <= RAW_LIMIT
     assert 100 < peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, database=None,
+          phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture,
+                                 HealthCheck.large_base_example])
+@given(data=st.data())
+def test_the_beam_graph_judges_fuzzed_records_as_the_engine_does(dataset, data):
+    """Both executors read through the same readers, but the engine's SQL fast path
+    judges most lines itself: fuzzed files must publish the same quarantine and counts."""
+    from pipelines import batch
+
+    reference, pools = dataset
+    written = Written()
+    with tempfile.TemporaryDirectory(prefix="fuzz-beam-") as folder:
+        events = Path(folder) / "events"
+        events.mkdir()
+        write_jsonl(events / "a.jsonl", data.draw(
+            file_records(pools[0], "jsonl", "bj", (60, 80)), "jsonl"), [1, 0, 2], written)
+        write_csv(events / "b.csv",
+                  data.draw(file_records(pools[1], "csv", "bc", (60, 80)), "csv"), written)
+        write_parquet(events / "c.parquet", data.draw(
+            file_records(pools[2], "parquet", "bp", (60, 80)), "parquet"), written)
+        tables = []
+        for executor in ("embedded", "beam"):
+            db = Path(folder) / executor / "revenue.duckdb"
+            flags = [f"--events={events}", f"--reference={reference}", f"--db={db}",
+                     "--checks=false", "--run_id=fuzz"]
+            (embedded.run(flags) if executor == "embedded"
+             else batch.run([*flags, "--runner=FnApiRunner"]))
+            with duckdb.connect(str(db), read_only=True) as con:
+                tables.append([con.execute(sql).fetchall() for sql in (
+                    "SELECT source, position, raw, reason, detail FROM quarantine ORDER BY ALL",
+                    "SELECT input_records, accepted, duplicates, quarantined "
+                    "FROM pipeline_runs",
+                    "SELECT event_id, amount_reporting FROM attributed_events ORDER BY ALL")])
+    engine, beam = tables
+    assert engine[1][0][0] == len(written.outcomes)
+    assert beam == engine
