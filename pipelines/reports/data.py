@@ -24,15 +24,21 @@ Scope (who may see which rows; see docs/reports.md):
   manager of a root territory, every event without a territory or with an
   unknown account. Events *in* M's scope without an account manager are flagged
   too (they are part of the headline).
-* **Account manager A**: the events whose ``account_manager_id`` is A (resolved
-  as of each event's time by the pipeline); "their accounts" are the accounts
-  with an ``account_assignments`` row of A overlapping the period.
+* **Account manager A**: the events on accounts whose ``account_assignments``
+  row holding the event's time is A's (overlapping rows: the smallest manager id,
+  as the pipeline resolves them). Not the published ``account_manager_id``: facts
+  attributed under an earlier reference snapshot keep their old credit.
+  "Their accounts" are the accounts with an assignment of A overlapping the period.
 * The comparison periods (previous period, same period last year) use the same
   rule: an event of February counts for M only if M managed its territory in
   February. A manager new to a territory sees nothing before their start.
 
 "Active in the period" means a ``territory_managers`` row (territory managers)
 or an ``account_assignments`` row (account managers) overlapping the period.
+
+All of it is decided in ``ReportData._build_scope`` (tables ``grants`` and
+``report_scope``); the per-report queries read only those, through ``cur`` and
+``cur_grants``.
 """
 
 from __future__ import annotations
@@ -181,6 +187,7 @@ class ManagerReport:
     accounts: list[dict] = field(default_factory=list)
     months: list[dt.date] = field(default_factory=list)
     by_territory: list[dict] = field(default_factory=list)
+    recredited: int = 0  # current events published with another account manager's credit
 
     @property
     def folder(self) -> str:
@@ -269,19 +276,30 @@ class ReportData:
     # ------------------------------------------------------------------ preparation
 
     def prepare(self, period: Period) -> None:
-        """Build the scratch tables for ``period``: windows, territory closure, scopes."""
+        """Build the scratch tables for ``period``: windows, lookups, the scope, report rows."""
         self.period = period
-        con = self.con
+        self._windows(period)
+        self._lookups()
+        self._build_scope()
+        self._report_rows()
+
+    def _windows(self, period: Period) -> None:
+        """``win``: the current period and the comparison periods (role, start, end)."""
         windows = [("current", period), ("previous", period.previous())]
         if period.year_ago() != period.previous():
             windows.append(("year_ago", period.year_ago()))
         self.windows = dict(windows)
-        con.execute("CREATE OR REPLACE TEMP TABLE win (role VARCHAR, start_day DATE, end_day DATE)")
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE win (role VARCHAR, start_day DATE, end_day DATE)"
+        )
         for role, p in windows:
-            con.execute("INSERT INTO win VALUES (?, ?, ?)", [role, p.start, p.end])
+            self.con.execute("INSERT INTO win VALUES (?, ?, ?)", [role, p.start, p.end])
 
-        # Reference lookups, one row per key (the reference checks forbid duplicates;
-        # min() keeps a report deterministic even if they were published).
+    def _lookups(self) -> None:
+        """Reference lookups, the territory closure and ``ev`` (the windows' events)."""
+        con = self.con
+        # One row per key (the reference checks forbid duplicates; min() keeps a
+        # report deterministic even if they were published).
         con.execute("""
             CREATE OR REPLACE TEMP TABLE terr AS
             SELECT territory_id, min(territory_name) AS territory_name,
@@ -323,20 +341,47 @@ class ReportData:
             SELECT e.*, w.role
             FROM pub.attributed_events e
             JOIN win w ON e.day >= w.start_day AND e.day < w.end_day""")
-        con.execute("""
+
+    def _build_scope(self) -> None:
+        """The one place that decides who sees what (docs/reports.md, "Scope").
+
+        * ``grants``: the tenures (territory managers) and assignments (account
+          managers) that entitle a manager, as published in the reference snapshot;
+        * ``report_scope``: the events each manager may see, per period role, derived
+          from ``grants`` alone: (kind, manager_id, role, scope, event_id,
+          managed_territory, child_territory).
+
+        An account manager's events are found through the assignments, never through
+        the published ``account_manager_id``: facts attributed under an earlier
+        reference snapshot keep their old credit, and trusting it showed accounts to
+        managers they were never assigned to (issue 12). Every later query reads these
+        two tables (through ``cur`` / ``cur_grants``), nothing else of the reference.
+        """
+        con = self.con
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE grants AS
+            SELECT 'territory_manager' AS kind, manager_id, territory_id AS object_id,
+                   valid_from, valid_to
+            FROM pub.territory_managers
+            WHERE manager_id IS NOT NULL AND manager_id <> '{UNASSIGNED}'
+            UNION ALL
+            SELECT 'account_manager', account_manager_id, account_id, valid_from, valid_to
+            FROM pub.account_assignments
+            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'""")
+        holds = _holds("g", "ev.event_time")
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE tm_hits AS
-            SELECT m.manager_id, ev.event_id, ev.role, c.ancestor AS managed_territory, c.depth
+            SELECT g.manager_id, ev.event_id, ev.role, c.ancestor AS managed_territory, c.depth
             FROM ev
             JOIN closure c ON c.descendant = ev.territory_id
-            JOIN pub.territory_managers m ON m.territory_id = c.ancestor
-             AND (m.valid_from IS NULL OR m.valid_from <= ev.event_time)
-             AND (m.valid_to IS NULL OR ev.event_time < m.valid_to)
-            WHERE ev.territory_id <> 'UNASSIGNED'
+            JOIN grants g ON g.kind = 'territory_manager' AND g.object_id = c.ancestor
+             AND {holds}
+            WHERE ev.territory_id <> '{UNASSIGNED}'
             QUALIFY row_number() OVER (
-                PARTITION BY m.manager_id, ev.event_id, ev.role
+                PARTITION BY g.manager_id, ev.event_id, ev.role
                 ORDER BY c.depth DESC, c.ancestor) = 1""")
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE scoped AS
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE report_scope AS
             SELECT 'territory_manager' AS kind, h.manager_id, h.role, 'territory' AS scope,
                    h.event_id, h.managed_territory,
                    CASE WHEN h.depth = 0 THEN h.managed_territory ELSE ch.ancestor END
@@ -345,25 +390,32 @@ class ReportData:
             JOIN ev ON ev.event_id = h.event_id AND ev.role = h.role
             LEFT JOIN closure ch ON ch.descendant = ev.territory_id AND ch.depth = h.depth - 1
             UNION ALL
-            SELECT 'territory_manager', m.manager_id, ev.role, 'unassigned_nearby',
-                   ev.event_id, min(m.territory_id), NULL
+            SELECT 'territory_manager', g.manager_id, ev.role, 'unassigned_nearby',
+                   ev.event_id, min(g.object_id), NULL
             FROM ev
             LEFT JOIN acc a ON a.account_id = ev.account_id
-            JOIN pub.territory_managers m
-              ON (m.valid_from IS NULL OR m.valid_from <= ev.event_time)
-             AND (m.valid_to IS NULL OR ev.event_time < m.valid_to)
-            WHERE ev.territory_id = 'UNASSIGNED'
-              AND (m.territory_id IN (SELECT territory_id FROM roots)
+            JOIN grants g ON g.kind = 'territory_manager' AND {holds}
+            WHERE ev.territory_id = '{UNASSIGNED}'
+              AND (g.object_id IN (SELECT territory_id FROM roots)
                    OR (a.country IS NOT NULL AND EXISTS (
                         SELECT 1 FROM subtree_countries s
-                        WHERE s.territory_id = m.territory_id
+                        WHERE s.territory_id = g.object_id
                           AND s.country = upper(trim(a.country)))))
-            GROUP BY m.manager_id, ev.role, ev.event_id
+            GROUP BY g.manager_id, ev.role, ev.event_id
             UNION ALL
-            SELECT 'account_manager', ev.account_manager_id, ev.role, 'account', ev.event_id,
-                   NULL, NULL
-            FROM ev WHERE ev.account_manager_id <> 'UNASSIGNED'""")
-        con.execute("""
+            SELECT * FROM (
+                SELECT 'account_manager', g.manager_id, ev.role, 'account', ev.event_id,
+                       NULL, NULL
+                FROM ev
+                JOIN grants g ON g.kind = 'account_manager' AND g.object_id = ev.account_id
+                 AND {holds}
+                -- overlapping assignments resolve to the smallest manager id, as published
+                QUALIFY row_number() OVER (
+                    PARTITION BY ev.event_id, ev.role ORDER BY g.manager_id) = 1)""")
+
+    def _report_rows(self) -> None:
+        """``report_rows``: the scoped events with the columns of the CSV."""
+        self.con.execute("""
             CREATE OR REPLACE TEMP TABLE report_rows AS
             SELECT s.kind, s.manager_id, s.role, s.scope, s.managed_territory, s.child_territory,
                    e.event_id, e.event_time, e.day, e.event_type, e.deal_id, e.account_id,
@@ -373,7 +425,7 @@ class ReportData:
                    ap.name AS account_manager_name, e.attribution_status, e.currency, e.amount,
                    e.booked_revenue, e.pipeline_created, e.won_deals, e.lost_deals,
                    e.created_deals, e.refunds
-            FROM scoped s
+            FROM report_scope s
             JOIN ev e ON e.event_id = s.event_id AND e.role = s.role
             LEFT JOIN acc a ON a.account_id = e.account_id
             LEFT JOIN terr t ON t.territory_id = e.territory_id
@@ -395,38 +447,39 @@ class ReportData:
         return Person(person_id, r["name"], r["email"], r["role"])
 
     def active_territory_managers(self) -> list[str]:
+        return self._active("territory_manager")
+
+    def active_account_managers(self) -> list[str]:
+        return self._active("account_manager")
+
+    def _active(self, kind: str) -> list[str]:
+        """Managers of ``kind`` with a grant overlapping the period, sorted."""
         return [
             r["manager_id"]
             for r in self._rows(
-                """SELECT DISTINCT manager_id FROM pub.territory_managers
-                   WHERE (valid_from IS NULL OR valid_from < ?)
-                     AND (valid_to IS NULL OR valid_to > ?)
-                   ORDER BY manager_id""",
-                self._overlap(),
-            )
-        ]
-
-    def active_account_managers(self) -> list[str]:
-        return [
-            r["account_manager_id"]
-            for r in self._rows(
-                """SELECT DISTINCT account_manager_id FROM pub.account_assignments
-                   WHERE (valid_from IS NULL OR valid_from < ?)
-                     AND (valid_to IS NULL OR valid_to > ?)
-                     AND account_manager_id IS NOT NULL
-                   ORDER BY account_manager_id""",
-                self._overlap(),
+                f"""SELECT DISTINCT manager_id FROM grants g
+                    WHERE kind = ? AND {_OVERLAPS} ORDER BY manager_id""",
+                [kind, *self._overlap()],
             )
         ]
 
     # ------------------------------------------------------------------ shared pieces
 
     def _focus(self, kind: str, manager_id: str) -> None:
-        """``cur``: this report's rows (the per-report queries then scan only those)."""
+        """``cur``: this report's rows; ``cur_grants``: its grants overlapping the period.
+
+        The per-report queries read only these two (and the lookups), so what a
+        report shows cannot go beyond what ``_build_scope`` decided.
+        """
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE cur AS "
             "SELECT * FROM report_rows WHERE kind = ? AND manager_id = ?",
             [kind, manager_id],
+        )
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE cur_grants AS
+                SELECT * FROM grants g WHERE kind = ? AND manager_id = ? AND {_OVERLAPS}""",
+            [kind, manager_id, *self._overlap()],
         )
 
     def _measures(self, kind: str, manager_id: str, scope: str, extra: str = "") -> dict:
@@ -502,20 +555,18 @@ class ReportData:
         ).get("current", Measures())
         nearby = self._measures(kind, manager_id, "unassigned_nearby").get("current", Measures())
         managed = self._rows(
-            """SELECT m.territory_id, t.territory_name, t.level, m.valid_from, m.valid_to,
-                      (SELECT count(*) - 1 FROM closure c WHERE c.ancestor = m.territory_id)
-                          AS descendants,
-                      (SELECT count(DISTINCT d.territory_id) FROM closure c
-                         JOIN pub.territory_managers d ON d.territory_id = c.descendant
-                        WHERE c.ancestor = m.territory_id AND c.depth > 0
-                          AND (d.valid_from IS NULL OR d.valid_from < ?)
-                          AND (d.valid_to IS NULL OR d.valid_to > ?)) AS sub_managed
-               FROM pub.territory_managers m LEFT JOIN terr t USING (territory_id)
-               WHERE m.manager_id = ?
-                 AND (m.valid_from IS NULL OR m.valid_from < ?)
-                 AND (m.valid_to IS NULL OR m.valid_to > ?)
-               ORDER BY m.valid_from NULLS FIRST, m.territory_id""",
-            [*self._overlap(), manager_id, *self._overlap()],
+            f"""SELECT m.object_id AS territory_id, t.territory_name, t.level, m.valid_from,
+                       m.valid_to,
+                       (SELECT count(*) - 1 FROM closure c WHERE c.ancestor = m.object_id)
+                           AS descendants,
+                       (SELECT count(DISTINCT g.object_id) FROM closure c
+                          JOIN grants g ON g.kind = 'territory_manager'
+                           AND g.object_id = c.descendant
+                         WHERE c.ancestor = m.object_id AND c.depth > 0 AND {_OVERLAPS})
+                           AS sub_managed
+                FROM cur_grants m LEFT JOIN terr t ON t.territory_id = m.object_id
+                ORDER BY m.valid_from NULLS FIRST, m.object_id""",
+            self._overlap(),
         )
         for row in managed:
             row["from_in_period"] = _inside(row["valid_from"], self.period)
@@ -607,25 +658,21 @@ class ReportData:
         by_role = self._measures(kind, manager_id, "account")
         accounts = self._rows(
             f"""WITH assigned AS (
-                    SELECT account_id, min(valid_from) AS valid_from,
+                    SELECT object_id AS account_id,
+                           CASE WHEN bool_or(valid_from IS NULL) THEN NULL
+                                ELSE min(valid_from) END AS valid_from,
                            CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END
                                AS valid_to
-                    FROM pub.account_assignments
-                    WHERE account_manager_id = ?
-                      AND (valid_from IS NULL OR valid_from < ?)
-                      AND (valid_to IS NULL OR valid_to > ?)
-                    GROUP BY account_id),
+                    FROM cur_grants GROUP BY object_id),
                 booked AS (
                     SELECT account_id, {_MEASURES} FROM cur
-                    WHERE kind = ? AND manager_id = ? AND role = 'current' GROUP BY account_id)
-                SELECT coalesce(s.account_id, b.account_id) AS account_id, a.account_name,
-                       a.country AS account_country, a.city AS account_city, s.valid_from,
-                       s.valid_to, s.account_id IS NOT NULL AS assigned,
+                    WHERE role = 'current' GROUP BY account_id)
+                SELECT s.account_id, a.account_name, a.country AS account_country,
+                       a.city AS account_city, s.valid_from, s.valid_to,
                        b.* EXCLUDE (account_id)
-                FROM assigned s FULL JOIN booked b ON b.account_id = s.account_id
-                LEFT JOIN acc a ON a.account_id = coalesce(s.account_id, b.account_id)
+                FROM assigned s LEFT JOIN booked b ON b.account_id = s.account_id
+                LEFT JOIN acc a ON a.account_id = s.account_id
                 ORDER BY coalesce(b.booked, 0) DESC, 1""",
-            [manager_id, *self._overlap(), kind, manager_id],
         )
         for row in accounts:
             row["m"] = Measures.from_row(row) if row["events"] is not None else Measures()
@@ -660,6 +707,10 @@ class ReportData:
         )
         for row in by_territory:
             row["m"] = Measures.from_row(row)
+        recredited = self._rows(
+            """SELECT count(*) AS n FROM cur
+               WHERE role = 'current' AND account_manager_id IS DISTINCT FROM manager_id"""
+        )[0]["n"]
         return ManagerReport(
             kind=kind,
             person=self.person(manager_id),
@@ -671,12 +722,25 @@ class ReportData:
             accounts=accounts,
             months=self.period.months(),
             by_territory=by_territory,
+            recredited=recredited,
         )
 
 
 def _inside(moment: dt.datetime | None, period: Period) -> bool:
     """True when a validity bound falls strictly inside the period (worth showing)."""
     return moment is not None and _ts(period.start) < moment < _ts(period.end)
+
+
+def _holds(alias: str, moment: str) -> str:
+    """SQL: the validity interval of ``alias`` holds the instant ``moment``."""
+    return (
+        f"({alias}.valid_from IS NULL OR {alias}.valid_from <= {moment}) AND "
+        f"({alias}.valid_to IS NULL OR {moment} < {alias}.valid_to)"
+    )
+
+
+# SQL: the validity interval of grant ``g`` overlaps [?, ?) given as (end, start).
+_OVERLAPS = "(g.valid_from IS NULL OR g.valid_from < ?) AND (g.valid_to IS NULL OR g.valid_to > ?)"
 
 
 def _sql_text(text: str) -> str:
