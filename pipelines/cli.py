@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli_common import (
@@ -28,7 +29,8 @@ from pipelines.cli_common import (
     fail,
     quiet_libraries,
 )
-from pipelines.errors import UserError
+from pipelines.cli_restate import RestateAsOf
+from pipelines.errors import UserError, storage_error
 
 app = typer.Typer(
     name="revattr",
@@ -82,6 +84,7 @@ def run_batch(
     db: Annotated[Path, typer.Option(help="DuckDB output file.")] = Path("out/revenue.duckdb"),
     reporting_currency: Annotated[str, typer.Option(help="ISO 4217 reporting currency.")] = "USD",
     fiscal_year_start_month: FiscalYearStartMonth = 1,
+    restate_as_of: RestateAsOf = None,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows per Arrow batch.")] = 65536,
     checks: Annotated[
         bool,
@@ -131,6 +134,7 @@ def run_batch(
         f"--db={db}",
         f"--reporting_currency={reporting_currency}",
         f"--fiscal_year_start_month={fiscal_year_start_month}",
+        *([f"--restate_as_of={restate_as_of.isoformat()}"] if restate_as_of else []),
         f"--batch_rows={batch_rows}",
         *([f"--runner={RUNNER_ALIASES.get(runner, runner)}"] if executor == "beam" else []),
         f"--checks={checks}",
@@ -227,6 +231,7 @@ def _print_summary(summary, db: Path, seconds: float) -> None:  # noqa: ANN001 (
 from pipelines.cli_follow import follow_command  # noqa: E402
 from pipelines.cli_import import import_app  # noqa: E402
 from pipelines.cli_report import report_command  # noqa: E402
+from pipelines.cli_restate import restate_command  # noqa: E402
 from pipelines.cli_stream import (  # noqa: E402
     repair_command,
     stream_command,
@@ -239,6 +244,7 @@ app.command("repair")(repair_command)
 app.command("stream-finalise")(stream_finalise_command)
 app.command("follow")(follow_command)
 app.add_typer(import_app)
+app.command("restate")(restate_command)
 
 
 def main() -> None:
@@ -246,6 +252,12 @@ def main() -> None:
         app()
     except UserError as error:  # raised outside a verb's own handling
         err_console.print(f"error: {error}")
+        sys.exit(EXIT_USAGE)
+    except Exception as error:
+        storage = storage_error(error)  # a full disk, a read-only folder: one line, no traceback
+        if storage is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(storage))}", soft_wrap=True)
         sys.exit(EXIT_USAGE)
 
 

@@ -22,6 +22,8 @@ def add_run_arguments(parser) -> None:  # noqa: ANN001 (argparse or Beam's parse
                         help="ISO 4217 code every amount is converted to.")
     parser.add_argument("--fiscal_year_start_month", type=int, default=1,
                         help="First month (1-12) of the fiscal year, for the quarterly views.")
+    parser.add_argument("--restate_as_of", type=moment, default=None,
+                        help="Date or time (ISO 8601) of the restated basis (default: today).")
     parser.add_argument("--batch_rows", type=int, default=65536,
                         help="Rows per Arrow batch on the hot path.")
     parser.add_argument("--shards", type=int, default=16,
@@ -43,6 +45,12 @@ def flag(text: str) -> bool:
     if value in ("false", "no", "0", "off"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def moment(text: str) -> dt.datetime:
+    """An ISO 8601 date (midnight UTC) or time (UTC when it has no offset)."""
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def parse_run_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -48,7 +48,8 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     say("Loading reference data")
     resolved = resolve_reference(opts.reference, say)
     db = Path(opts.db)
-    publication = Publication(db, opts.fiscal_year_start_month)
+    publication = Publication(db, opts.fiscal_year_start_month,
+                              restate_as_of=getattr(opts, "restate_as_of", None))
     publication.prepare()
     local_staging = opts.staging_dir and not files.has_scheme(opts.staging_dir)
     staging = Path(opts.staging_dir if local_staging else db.parent / ".staging") / run.run_id

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from schemas.events import EVENT_TIME_TYPE
 from schemas.money import AMOUNT_TYPE, REPORTING_MONEY_TYPE
-from schemas.reference import REFERENCE_SCHEMAS
+from schemas.reference import REFERENCE_SCHEMAS, UNASSIGNED
 
 ATTRIBUTION_STATUSES: tuple[str, ...] = (
     "attributed",
@@ -142,6 +142,24 @@ OUTPUT_TABLES: dict[str, pa.Schema] = {
     "pipeline_runs": PIPELINE_RUNS_SCHEMA,
 }
 
+# The restated basis (CONTRACT extension, docs/contract.md "Two bases"): every account's
+# credit under the assignments and territory model in force at ``as_of``. A snapshot
+# derived from the reference, published with it; the ``*_restated`` views join it to
+# the facts, so a realignment restates without re-reading any event.
+RESTATED_ATTRIBUTION_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("account_manager_id", pa.string(), nullable=False),
+        pa.field("territory_id", pa.string(), nullable=False),
+        pa.field("territory_manager_id", pa.string(), nullable=False),
+        pa.field("attribution_status", pa.string(), nullable=False),
+        pa.field("as_of", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+# Snapshots derived from the reference, kept and published next to its tables.
+DERIVED_SNAPSHOTS: dict[str, pa.Schema] = {"restated_attribution": RESTATED_ATTRIBUTION_SCHEMA}
+BASES: tuple[str, ...] = ("as_booked", "restated")
+
 # attributed_events is keyed by event_id too; the publisher enforces it without an
 # index (an ART index on 5M string keys made every publication ~2x slower).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -192,8 +210,10 @@ def output_ddl(exclude: tuple[str, ...] = ()) -> list[str]:
 
 
 def reference_ddl() -> list[str]:
-    """DDL for the reference snapshot tables published next to the views."""
-    return [create_table_sql(name, schema) for name, schema in REFERENCE_SCHEMAS.items()]
+    """DDL for the reference snapshot tables (and those derived from them) published next
+    to the views."""
+    return [create_table_sql(name, schema)
+            for name, schema in {**REFERENCE_SCHEMAS, **DERIVED_SNAPSHOTS}.items()]
 
 
 def _sum_measures(prefix: str = "") -> str:
@@ -222,6 +242,23 @@ SELECT {key},
        {_sum_measures()}
 FROM {view} GROUP BY ALL""",
     ]
+
+
+def _reconciliation_sql(name: str, events: str, territory_view: str, manager_view: str) -> str:
+    """The per-day reconciliation view ``name``: ``events`` (day, total) against the sums
+    of the two revenue views."""
+    return f"""CREATE OR REPLACE VIEW {name} AS
+WITH e AS ({events}),
+     t AS (SELECT day, SUM(booked_revenue) AS total FROM {territory_view} GROUP BY day),
+     m AS (SELECT day, SUM(booked_revenue) AS total FROM {manager_view} GROUP BY day),
+     days AS (SELECT day FROM e UNION SELECT day FROM t UNION SELECT day FROM m)
+SELECT days.day,
+       COALESCE(e.total, 0)::DECIMAL(18,2) AS events_total,
+       COALESCE(t.total, 0)::DECIMAL(18,2) AS territory_total,
+       COALESCE(m.total, 0)::DECIMAL(18,2) AS account_manager_total,
+       (COALESCE(e.total, 0) = COALESCE(t.total, 0)
+        AND COALESCE(e.total, 0) = COALESCE(m.total, 0)) AS balanced
+FROM days LEFT JOIN e USING (day) LEFT JOIN t USING (day) LEFT JOIN m USING (day)"""
 
 
 def view_sql(fiscal_year_start_month: int = 1, daily_facts: str | None = None) -> list[str]:
@@ -254,19 +291,48 @@ FROM territory_revenue r JOIN leaf_to_ancestor la ON la.territory_id = r.territo
 GROUP BY ALL"""
     events = (f"SELECT day, booked_revenue AS total FROM {daily_facts}" if daily_facts else
               "SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day")
-    reconciliation = f"""CREATE OR REPLACE VIEW reconciliation AS
-WITH e AS ({events}),
-     t AS (SELECT day, SUM(booked_revenue) AS total FROM territory_revenue GROUP BY day),
-     m AS (SELECT day, SUM(booked_revenue) AS total FROM account_manager_revenue GROUP BY day),
-     days AS (SELECT day FROM e UNION SELECT day FROM t UNION SELECT day FROM m)
-SELECT days.day,
-       COALESCE(e.total, 0)::DECIMAL(18,2) AS events_total,
-       COALESCE(t.total, 0)::DECIMAL(18,2) AS territory_total,
-       COALESCE(m.total, 0)::DECIMAL(18,2) AS account_manager_total,
-       (COALESCE(e.total, 0) = COALESCE(t.total, 0)
-        AND COALESCE(e.total, 0) = COALESCE(m.total, 0)) AS balanced
-FROM days LEFT JOIN e USING (day) LEFT JOIN t USING (day) LEFT JOIN m USING (day)"""
+    reconciliation = _reconciliation_sql(
+        "reconciliation", events, "territory_revenue", "account_manager_revenue")
     views = [rollup, reconciliation]
     for view, key in REVENUE_VIEWS.items():
         views.extend(_period_views(view, key, fiscal_year_start_month))
+    return views
+
+
+# Who gets the credit of a fact on the restated basis (a fact whose account the
+# restated snapshot does not know is unassigned, as on the booked basis).
+_RESTATED_CREDIT = {
+    "account_manager_id": f"coalesce(r.account_manager_id, '{UNASSIGNED}')",
+    "territory_id": f"coalesce(r.territory_id, '{UNASSIGNED}')",
+}
+_RESTATED_FACTS = "attributed_events f LEFT JOIN restated_attribution r USING (account_id)"
+
+
+def restated_view_sql(fiscal_year_start_month: int = 1) -> list[str]:
+    """The restated basis, over the published facts and ``restated_attribution``: the two
+    revenue views (and their monthly/quarterly views), their reconciliation, and
+    ``restatement_moves``, which explains, per manager, the difference from the booked
+    basis (restated = booked + moved in - moved out, for every measure)."""
+    views = []
+    for view, key in REVENUE_VIEWS.items():
+        views.append(f"""CREATE OR REPLACE VIEW {view}_restated AS
+SELECT {_RESTATED_CREDIT[key]} AS {key}, f.day, {_sum_measures("f.")}
+FROM {_RESTATED_FACTS} GROUP BY ALL""")
+        views.extend(_period_views(f"{view}_restated", key, fiscal_year_start_month))
+    views.append(_reconciliation_sql(
+        "reconciliation_restated",
+        "SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day",
+        "territory_revenue_restated", "account_manager_revenue_restated"))
+    moves = []
+    for kind, key in (("account_manager", "account_manager_id"),
+                      ("territory_manager", "territory_manager_id")):
+        restated = f"coalesce(r.{key}, '{UNASSIGNED}')"
+        changed = f"""FROM {_RESTATED_FACTS} WHERE f.{key} <> {restated}"""
+        for direction, manager, other in (("moved_out", f"f.{key}", restated),
+                                          ("moved_in", restated, f"f.{key}")):
+            moves.append(
+                f"SELECT '{kind}' AS kind, {manager} AS manager_id, '{direction}' AS direction, "
+                f"f.account_id, {other} AS other_manager_id, count(*) AS events, "
+                f"{_sum_measures('f.')} {changed} GROUP BY ALL")
+    views.append("CREATE OR REPLACE VIEW restatement_moves AS\n" + "\nUNION ALL\n".join(moves))
     return views

@@ -8,7 +8,8 @@ is published with one of three kinds:
 * ``upsert``: every version carries the current rows of the keys it touched;
   the view keeps each key's row from the newest version (the two revenue views
   and the daily reconciliation, exactly as the store computed them);
-* ``snapshot``: a version replaces the whole relation (reference tables).
+* ``snapshot``: a version replaces the whole relation (reference tables, and the
+  restated attribution derived from them).
 
 The writer keeps its state in a private DuckDB *store* (never opened by readers);
 ``STORE_TABLES`` are tables of that store. The facts (``attributed_events``) are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from schemas.money import REPORTING_MONEY_TYPE
-from schemas.outputs import OUTPUT_TABLES, REVENUE_VIEWS
+from schemas.outputs import DERIVED_SNAPSHOTS, OUTPUT_TABLES, REVENUE_VIEWS
 from schemas.reference import REFERENCE_SCHEMAS
 
 APPEND = "append"
@@ -71,7 +72,7 @@ def _relations() -> dict[str, PublishedRelation]:
             "pipeline_runs", APPEND, OUTPUT_TABLES["pipeline_runs"]
         ),
     }
-    for name, schema in REFERENCE_SCHEMAS.items():
+    for name, schema in {**REFERENCE_SCHEMAS, **DERIVED_SNAPSHOTS}.items():
         relations[name] = PublishedRelation(name, SNAPSHOT, schema)
     return relations
 

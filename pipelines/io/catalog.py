@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.io.duckdb_sql import literal
-from schemas.outputs import view_sql
+from schemas.outputs import restated_view_sql, view_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
 PART_PATTERN = r"p(\d{12})-(\d{12})\.parquet$"
@@ -133,6 +133,7 @@ def catalog_sql(layout: Layout, fiscal_year_start_month: int = 1) -> list[str]:
     statements.extend(
         s for s in view_sql(fiscal_year_start_month) if "VIEW reconciliation " not in s
     )
+    statements.extend(restated_view_sql(fiscal_year_start_month))
     return statements
 
 

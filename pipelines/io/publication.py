@@ -28,6 +28,7 @@ restart simply exports again every version the store has and no marker shows.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -56,6 +57,7 @@ from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, 
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
+from pipelines.rules.restate import restate_moment, restated_attribution
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
@@ -87,9 +89,13 @@ class Part:
         )
 
 
-def reference_hash(reference: dict[str, pa.Table]) -> str:
-    """sha256 of the reference snapshot's content, to export it only when it changes."""
+def reference_hash(reference: dict[str, pa.Table], restated_at: dt.datetime | None = None,
+                   ) -> str:
+    """sha256 of the reference snapshot's content (and of the moment its restated basis
+    is taken at), to export it only when it changes."""
     digest = hashlib.sha256()
+    if restated_at is not None:
+        digest.update(restated_at.isoformat().encode())
     for name in sorted(reference):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, reference[name].schema) as writer:
@@ -107,9 +113,12 @@ class Publication:
         db: str | Path,
         fiscal_year_start_month: int = 1,
         grace_seconds: float = GRACE_SECONDS,
+        restate_as_of: dt.date | dt.datetime | None = None,
     ) -> None:
         self.layout = Layout.of(db)
         self.fiscal_year_start_month = fiscal_year_start_month
+        # The restated basis is taken at this date (None: the start of each day, UTC).
+        self.restate_as_of = restate_as_of
         self.grace_seconds = grace_seconds
         # Seconds spent by the last publish: applying to the store, exporting to readers.
         self.timings: dict[str, float] = {}
@@ -153,6 +162,21 @@ class Publication:
         write_catalog(layout, self.fiscal_year_start_month)
         self._layout_ready = True
 
+    def catch_up(self) -> list[int]:
+        """``prepare``, then export the versions a crash left committed in the store but not
+        on disk (once per process; returns them).
+
+        A run calls it before it reads the published history for its deduplication: a
+        run killed between its store commit and its marker is published, and a re-run
+        must count its events as duplicates, not stage them again.
+        """
+        if self._prepared:
+            return []
+        self.prepare()
+        exported = self.export_pending()
+        self._prepared = True
+        return exported
+
     # -- publishing --------------------------------------------------------
     def publish(
         self,
@@ -166,11 +190,9 @@ class Publication:
         One store connection serves the whole publication; the first publication of
         this object also prepares the layout and exports what a crash left behind.
         """
-        if not self._prepared:
-            self.prepare()
-            self.export_pending()  # a version a crash left unexported goes first
-            self._prepared = True
-        digest = reference_hash(reference)
+        self.catch_up()  # a version a crash left unexported goes first
+        restated_at = restate_moment(self.restate_as_of)
+        digest = reference_hash(reference, restated_at)
 
         def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
             version = fetch_all(con, "SELECT coalesce(max(version), 0) + 1 FROM publications")[0][0]
@@ -189,8 +211,11 @@ class Publication:
         con = self._store_connection()
         try:
             unchanged = digest == _reference_hash_before(con)
+            snapshot = None if unchanged else {
+                **reference,
+                "restated_attribution": restated_attribution(reference, restated_at)}
             summary = publisher.publish(
-                staging, run, None if unchanged else reference, record=record_version, con=con
+                staging, run, snapshot, record=record_version, con=con
             )
             applied = time.perf_counter()
             exported = self._export_pending(con)
@@ -451,6 +476,13 @@ class Publication:
             doomed += [Part(t, -1, -1) for t in folder.glob("_tmp-*") if old(t)]
             for part in doomed:
                 part.path.unlink(missing_ok=True)
+                removed += 1
+        # Temporary files of a writer killed while writing a marker or the catalog.
+        strays = [*self.layout.commits.glob("_tmp-*"),
+                  *self.layout.catalog.parent.glob(f".{self.layout.catalog.name}.tmp-*")]
+        for stray in strays:
+            if old(stray):
+                stray.unlink(missing_ok=True)
                 removed += 1
         markers = sorted(self.layout.commits.glob("v*.json"))
         for marker in markers[:-KEEP_COMMIT_MARKERS]:
