@@ -602,13 +602,9 @@ def test_the_beam_graph_publishes_what_the_engine_does_for_an_arrangement(baseli
     check_against_baseline(baseline, arrangement, got["beam"], layouts["beam"])
 
 
-# ----------------------------------------------------------------------------- known bug
+# ----------------------------------------------------------------------------- reused file names
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "duckdb_publisher skips a quarantine row whose (source, position, reason, raw) an "
-    "earlier run already holds; raw is null for no_fx_rate/conflicting_duplicate rows "
-    "and for Parquet, so another record at the same place of a reused file name is lost"))
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_a_late_run_through_the_same_landing_file_keeps_every_quarantined_record(
         baseline, tmp_path, fmt):

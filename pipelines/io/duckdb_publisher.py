@@ -275,7 +275,9 @@ class DuckDBPublisher:
             )
         quarantine = part_files(staging, "quarantine")
         if quarantine:
-            # Idempotent: a record quarantined by an earlier run is not added again.
+            # Idempotent: a record quarantined by an earlier run is not added again (the
+            # same place, reason, text and detail: another record at that place of a
+            # reused file name is a new row).
             fetch_all(
                 con,
                 f"""INSERT INTO quarantine
@@ -284,7 +286,8 @@ class DuckDBPublisher:
                 WHERE NOT EXISTS (
                     SELECT 1 FROM quarantine o WHERE o.source = q.source
                     AND o.position = q.position AND o.reason = q.reason
-                    AND o.raw IS NOT DISTINCT FROM q.raw)""",
+                    AND o.raw IS NOT DISTINCT FROM q.raw
+                    AND o.detail IS NOT DISTINCT FROM q.detail)""",
                 [run.run_id],
             )
         return touched

@@ -442,7 +442,8 @@ class StreamingSink:
                WHERE NOT EXISTS (
                    SELECT 1 FROM quarantine o WHERE o.source = q.source
                    AND o.position = q.position AND o.reason = q.reason
-                   AND o.raw IS NOT DISTINCT FROM q.raw)
+                   AND o.raw IS NOT DISTINCT FROM q.raw
+                   AND o.detail IS NOT DISTINCT FROM q.detail)
                RETURNING 1""",
             [self.run_id],
         )

@@ -101,7 +101,7 @@ def convert_to_reporting(
 
     ``events`` needs ``event_time``, ``amount``, ``currency``, ``source`` and
     ``position`` (``raw`` is used when present). Rejects: ``no_fx_rate`` with a
-    detail like ``no EUR rate on or before 2026-01-03``, and ``bad_amount`` when
+    detail like ``no EUR rate on or before 2026-01-03 for event evt-1``, and ``bad_amount`` when
     the converted amount does not fit decimal(18,2).
     """
     digits = reporting_minor_units(reporting_currency)
@@ -152,7 +152,8 @@ def convert_to_reporting(
             "",
         )
         detail = pc.binary_join_element_wise(
-            "no ", missing["currency"], " rate on or before ", day_text, suffix, "")
+            "no ", missing["currency"], " rate on or before ", day_text, " for event ",
+            missing["event_id"], suffix, "")
         parts.append(rejects_from(missing, "no_fx_rate", detail))
     if too_large.any():
         mask = pa.array(too_large)

@@ -100,19 +100,24 @@ def test_jpy_to_usd_and_usd_to_eur_reporting():
 
 def test_no_rate_is_rejected_with_a_detail():
     events = events_table([
-        {"amount": "1", "currency": "EUR", "event_time": "2025-12-31T23:00:00Z"},  # too early
-        {"amount": "2", "currency": "GBP", "event_time": "2026-01-03T10:00:00Z"},  # no rows
-        {"amount": "3", "currency": "EUR", "event_time": "2026-01-03T10:00:00Z"},  # fine
+        {"event_id": "e1", "amount": "1", "currency": "EUR",
+         "event_time": "2025-12-31T23:00:00Z"},  # too early
+        {"event_id": "e2", "amount": "2", "currency": "GBP",
+         "event_time": "2026-01-03T10:00:00Z"},  # no rows
+        {"event_id": "e3", "amount": "3", "currency": "EUR",
+         "event_time": "2026-01-03T10:00:00Z"},  # fine
     ])
     out, rejects = convert_to_reporting(events, RATES)
+    ids = events["event_id"].to_pylist()
     assert out["position"].to_pylist() == [3]
     assert out.schema.field("amount_reporting").type == REPORTING_MONEY_TYPE
     assert rejects.schema == REJECT_SCHEMA
     assert rejects.to_pylist() == [
         {"source": "events.jsonl", "position": 1, "raw": None, "reason": "no_fx_rate",
-         "detail": "no EUR rate on or before 2025-12-31"},
+         "detail": f"no EUR rate on or before 2025-12-31 for event {ids[0]}"},
         {"source": "events.jsonl", "position": 2, "raw": None, "reason": "no_fx_rate",
-         "detail": "no GBP rate on or before 2026-01-03 (fx_rates has no GBP rows)"},
+         "detail": f"no GBP rate on or before 2026-01-03 for event {ids[1]} "
+                   "(fx_rates has no GBP rows)"},
     ]
 
 
