@@ -449,7 +449,7 @@ def _report_tally():
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)  # 800-record examples: no shrinking
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, phases=NO_SHRINK,
+@settings(max_examples=18, deadline=None, derandomize=True, phases=NO_SHRINK,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                  HealthCheck.data_too_large])
 @given(data=st.data())
