@@ -3,6 +3,7 @@ the counts table. Light imports only (rich, typer): ``--help`` stays instant."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines.errors import UserError
+from schemas.fiscal import KINDS, WEEKDAYS
 
 EXIT_OK, EXIT_CHECKS, EXIT_USAGE = 0, 1, 2
 
@@ -24,6 +26,16 @@ err_console = Console(stderr=True, highlight=False)
 FiscalYearStartMonth = Annotated[
     int, typer.Option(min=1, max=12, help="First month of the fiscal year (quarterly views).")
 ]
+CalendarKind = enum.Enum("CalendarKind", {k: k for k in KINDS}, type=str)
+WeekEnd = enum.Enum("WeekEnd", {k: k for k in WEEKDAYS}, type=str)
+MONTHS, SATURDAY = CalendarKind("months"), WeekEnd("saturday")  # the defaults
+FiscalCalendarKind = Annotated[
+    CalendarKind, typer.Option(help="Fiscal periods (fiscal_calendar, "
+                      "*_fiscal views): calendar months, or a 4-4-5/4-5-4/5-4-4 retail year "
+                      "ending on the --fiscal-week-end nearest the end of the month before "
+                      "--fiscal-year-start-month.")]
+FiscalWeekEnd = Annotated[
+    WeekEnd, typer.Option(help="Retail calendars: the weekday a fiscal week ends on.")]
 
 
 def quiet_libraries() -> None:

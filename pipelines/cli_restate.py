@@ -15,6 +15,10 @@ import typer
 from pipelines.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
+    MONTHS,
+    SATURDAY,
+    FiscalCalendarKind,
+    FiscalWeekEnd,
     FiscalYearStartMonth,
     Progress,
     console,
@@ -37,11 +41,14 @@ def restate_command(
         "out/revenue.duckdb"),
     as_of: RestateAsOf = None,
     fiscal_year_start_month: FiscalYearStartMonth = 1,
+    fiscal_calendar: FiscalCalendarKind = MONTHS,
+    fiscal_week_end: FiscalWeekEnd = SATURDAY,
 ) -> None:
     """Restate every published event under a reference snapshot (e.g. after a territory
     realignment), without reading the events: the *_restated views change, the booked
-    ones do not."""
+    ones do not. Give the fiscal options of your runs."""
     from pipelines.restate import restate
+    from pipelines.rules.fiscal_calendar import FiscalCalendar
 
     quiet_libraries()
     if not db.exists():
@@ -49,7 +56,9 @@ def restate_command(
                        hint="run `revattr run` first, or pass the --db of your runs"))
     try:
         with Progress("Starting") as progress:
-            done = restate(db, reference, as_of, fiscal_year_start_month, say=progress)
+            calendar = FiscalCalendar(fiscal_calendar.value, fiscal_year_start_month,
+                                      fiscal_week_end.value)
+            done = restate(db, reference, as_of, calendar, say=progress)
     except UserError as error:
         fail(error)
     if done.summary.status != "succeeded":

@@ -20,6 +20,7 @@ from pathlib import Path
 from pipelines.io.duckdb_publisher import RunInfo, RunSummary
 from pipelines.io.publication import Publication
 from pipelines.io.reference_cache import resolve_reference
+from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment
 from pipelines.run_options import new_run_id
 
@@ -32,14 +33,16 @@ class Restatement:
 
 
 def restate(db: str | Path, reference: str, as_of: dt.date | dt.datetime | None = None,
-            fiscal_year_start_month: int = 1, say: Callable[[str], None] | None = None,
+            calendar: FiscalCalendar | None = None, say: Callable[[str], None] | None = None,
             ) -> Restatement:
-    """Publish ``reference`` (a folder) and the restated basis at ``as_of`` into ``db``."""
+    """Publish ``reference`` (a folder) and the restated basis at ``as_of`` into ``db``
+    (``calendar``: the runs' fiscal calendar, default calendar months)."""
     say = say or (lambda _message: None)
     started = time.perf_counter()
     say("Loading reference data")
     tables = resolve_reference(reference, say).tables
-    publication = Publication(db, fiscal_year_start_month, restate_as_of=as_of)
+    calendar = calendar or FiscalCalendar()
+    publication = Publication(db, calendar.start_month, restate_as_of=as_of, calendar=calendar)
     now = dt.datetime.now(dt.UTC)
     run = RunInfo(new_run_id(now), "restate", now)
     say("Publishing the restated basis")

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import uuid
 
+from schemas.fiscal import KINDS, WEEKDAYS
 from schemas.money import DEFAULT_REPORTING_CURRENCY
 
 
@@ -22,6 +23,11 @@ def add_run_arguments(parser) -> None:  # noqa: ANN001 (argparse or Beam's parse
                         help="ISO 4217 code every amount is converted to.")
     parser.add_argument("--fiscal_year_start_month", type=int, default=1,
                         help="First month (1-12) of the fiscal year, for the quarterly views.")
+    parser.add_argument("--fiscal_calendar", default="months", choices=KINDS,
+                        help="Fiscal periods: calendar months, or a 4-4-5/4-5-4/5-4-4 retail "
+                             "year (fiscal_calendar and the *_fiscal views).")
+    parser.add_argument("--fiscal_week_end", default="saturday", choices=WEEKDAYS,
+                        help="Retail calendars: the weekday a fiscal week ends on.")
     parser.add_argument("--restate_as_of", type=moment, default=None,
                         help="Date or time (ISO 8601) of the restated basis (default: today).")
     parser.add_argument("--batch_rows", type=int, default=65536,
@@ -58,6 +64,15 @@ def parse_run_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="revattr run", add_help=False)
     add_run_arguments(parser)
     return parser.parse_args(argv or [])
+
+
+def fiscal_calendar(opts):  # noqa: ANN001, ANN201 (argparse or Beam options)
+    """The ``FiscalCalendar`` the run flags describe."""
+    from pipelines.rules.fiscal_calendar import FiscalCalendar
+
+    return FiscalCalendar(getattr(opts, "fiscal_calendar", None) or "months",
+                          opts.fiscal_year_start_month,
+                          getattr(opts, "fiscal_week_end", None) or "saturday")
 
 
 def new_run_id(now: dt.datetime) -> str:

@@ -18,7 +18,7 @@ from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication
 from pipelines.io.reference_cache import resolve_reference
 from pipelines.rules.enrich import EnrichmentTimelines
-from pipelines.run_options import new_run_id
+from pipelines.run_options import fiscal_calendar, new_run_id
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     resolved = resolve_reference(opts.reference, say)
     db = Path(opts.db)
     publication = Publication(db, opts.fiscal_year_start_month,
-                              restate_as_of=getattr(opts, "restate_as_of", None))
+                              restate_as_of=getattr(opts, "restate_as_of", None),
+                              calendar=fiscal_calendar(opts))
     publication.prepare()
     local_staging = opts.staging_dir and not files.has_scheme(opts.staging_dir)
     staging = Path(opts.staging_dir if local_staging else db.parent / ".staging") / run.run_id

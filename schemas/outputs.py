@@ -156,8 +156,28 @@ RESTATED_ATTRIBUTION_SCHEMA = pa.schema(
         pa.field("as_of", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-# Snapshots derived from the reference, kept and published next to its tables.
-DERIVED_SNAPSHOTS: dict[str, pa.Schema] = {"restated_attribution": RESTATED_ATTRIBUTION_SCHEMA}
+# Every day's fiscal year, quarter, period and week under the run's fiscal calendar
+# (``pipelines.rules.fiscal_calendar``); the ``*_fiscal`` views group by it.
+FISCAL_CALENDAR_SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("fiscal_year", pa.int32(), nullable=False),
+        pa.field("fiscal_quarter", pa.int32(), nullable=False),
+        pa.field("fiscal_period", pa.int32(), nullable=False),  # 1..12
+        pa.field("fiscal_week", pa.int32(), nullable=False),  # 1..53 (months: 1..54)
+        pa.field("period_start", pa.date32(), nullable=False),
+        pa.field("quarter_start", pa.date32(), nullable=False),
+        pa.field("year_start", pa.date32(), nullable=False),
+        pa.field("calendar", pa.string(), nullable=False),
+    ]
+)
+
+# Snapshots derived from the reference (and the run's calendar), kept and published next
+# to its tables.
+DERIVED_SNAPSHOTS: dict[str, pa.Schema] = {
+    "restated_attribution": RESTATED_ATTRIBUTION_SCHEMA,
+    "fiscal_calendar": FISCAL_CALENDAR_SCHEMA,
+}
 BASES: tuple[str, ...] = ("as_booked", "restated")
 
 # attributed_events is keyed by event_id too; the publisher enforces it without an
@@ -181,6 +201,8 @@ def duckdb_type(arrow_type: pa.DataType) -> str:
         return "VARCHAR"
     if pa.types.is_int64(arrow_type):
         return "BIGINT"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
     if pa.types.is_boolean(arrow_type):
         return "BOOLEAN"
     if pa.types.is_date32(arrow_type):
@@ -296,6 +318,20 @@ GROUP BY ALL"""
     views = [rollup, reconciliation]
     for view, key in REVENUE_VIEWS.items():
         views.extend(_period_views(view, key, fiscal_year_start_month))
+    return views
+
+
+def fiscal_view_sql() -> list[str]:
+    """Both revenue views of both bases by fiscal period of the published
+    ``fiscal_calendar`` (``<view>_fiscal``: key, fiscal year, quarter, period, its first
+    day, the measures), whatever the calendar: months or a 4-4-5 retail year."""
+    views = []
+    for view, key in REVENUE_VIEWS.items():
+        for name in (view, f"{view}_restated"):
+            views.append(f"""CREATE OR REPLACE VIEW {name}_fiscal AS
+SELECT v.{key}, c.fiscal_year, c.fiscal_quarter, c.fiscal_period, c.period_start,
+       {_sum_measures("v.")}
+FROM {name} v JOIN fiscal_calendar c USING (day) GROUP BY ALL""")
     return views
 
 

@@ -57,6 +57,7 @@ from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, 
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
+from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
@@ -90,12 +91,13 @@ class Part:
 
 
 def reference_hash(reference: dict[str, pa.Table], restated_at: dt.datetime | None = None,
-                   ) -> str:
+                   calendar: str = "") -> str:
     """sha256 of the reference snapshot's content (and of the moment its restated basis
-    is taken at), to export it only when it changes."""
+    is taken at, and of the fiscal calendar), to export it only when it changes."""
     digest = hashlib.sha256()
     if restated_at is not None:
         digest.update(restated_at.isoformat().encode())
+    digest.update(calendar.encode())
     for name in sorted(reference):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, reference[name].schema) as writer:
@@ -114,11 +116,15 @@ class Publication:
         fiscal_year_start_month: int = 1,
         grace_seconds: float = GRACE_SECONDS,
         restate_as_of: dt.date | dt.datetime | None = None,
+        calendar: FiscalCalendar | None = None,
     ) -> None:
         self.layout = Layout.of(db)
         self.fiscal_year_start_month = fiscal_year_start_month
         # The restated basis is taken at this date (None: the start of each day, UTC).
         self.restate_as_of = restate_as_of
+        # The fiscal calendar of the published fiscal_calendar (default: months from the
+        # fiscal year start month).
+        self.calendar = calendar or FiscalCalendar("months", fiscal_year_start_month)
         self.grace_seconds = grace_seconds
         # Seconds spent by the last publish: applying to the store, exporting to readers.
         self.timings: dict[str, float] = {}
@@ -192,7 +198,7 @@ class Publication:
         """
         self.catch_up()  # a version a crash left unexported goes first
         restated_at = restate_moment(self.restate_as_of)
-        digest = reference_hash(reference, restated_at)
+        digest = reference_hash(reference, restated_at, self.calendar.label)
 
         def record_version(con: duckdb.DuckDBPyConnection, summary: RunSummary) -> None:
             version = fetch_all(con, "SELECT coalesce(max(version), 0) + 1 FROM publications")[0][0]
@@ -213,7 +219,8 @@ class Publication:
             unchanged = digest == _reference_hash_before(con)
             snapshot = None if unchanged else {
                 **reference,
-                "restated_attribution": restated_attribution(reference, restated_at)}
+                "restated_attribution": restated_attribution(reference, restated_at),
+                "fiscal_calendar": self.calendar.days()}
             summary = publisher.publish(
                 staging, run, snapshot, record=record_version, con=con
             )
