@@ -82,6 +82,14 @@ class RunSummary:
         return not self.unbalanced_days
 
 
+# Whether stored quarantine row ``o`` and new row ``q`` (same place, reason and text) tell
+# of the same record: the same detail, or, for a conflict, the same event id (its detail,
+# ``event_id <id> has a different payload from <the version it lost to>``, changes once
+# that version is published).
+SAME_DETAIL = ("(o.detail IS NOT DISTINCT FROM q.detail OR (q.reason = 'conflicting_duplicate' "
+               "AND split_part(o.detail, ' ', 2) = split_part(q.detail, ' ', 2)))")
+
+
 def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database, turning a lock conflict into a message that says what to do."""
     try:
@@ -277,7 +285,8 @@ class DuckDBPublisher:
         if quarantine:
             # Idempotent: a record quarantined by an earlier run is not added again (the
             # same place, reason, text and detail: another record at that place of a
-            # reused file name is a new row).
+            # reused file name is a new row; a conflict's detail names the version it lost
+            # to, which changes once that one is published: its event id is compared).
             fetch_all(
                 con,
                 f"""INSERT INTO quarantine
@@ -287,7 +296,7 @@ class DuckDBPublisher:
                     SELECT 1 FROM quarantine o WHERE o.source = q.source
                     AND o.position = q.position AND o.reason = q.reason
                     AND o.raw IS NOT DISTINCT FROM q.raw
-                    AND o.detail IS NOT DISTINCT FROM q.detail)""",
+                    AND {SAME_DETAIL})""",
                 [run.run_id],
             )
         return touched

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipelines.errors import UserError
-from pipelines.io.duckdb_publisher import DuckDBPublisher, replace_reference
+from pipelines.io.duckdb_publisher import SAME_DETAIL, DuckDBPublisher, replace_reference
 from pipelines.io.duckdb_publisher import connect as _connect
 from pipelines.io.duckdb_sql import fetch_all, table_names
 from schemas.events import EVENT_FIELDS, PAYLOAD_FIELDS
@@ -436,14 +436,13 @@ class StreamingSink:
         con.register("_rejects", rejects.select(REJECT_SCHEMA.names).cast(REJECT_SCHEMA))
         inserted = fetch_all(
             con,
-            """INSERT INTO quarantine
+            f"""INSERT INTO quarantine
                SELECT DISTINCT ?, q.source, q.position, q.raw, q.reason, q.detail, now()
                FROM _rejects q
                WHERE NOT EXISTS (
                    SELECT 1 FROM quarantine o WHERE o.source = q.source
                    AND o.position = q.position AND o.reason = q.reason
-                   AND o.raw IS NOT DISTINCT FROM q.raw
-                   AND o.detail IS NOT DISTINCT FROM q.detail)
+                   AND o.raw IS NOT DISTINCT FROM q.raw AND {SAME_DETAIL})
                RETURNING 1""",
             [self.run_id],
         )
