@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from pipelines.io import files
 from pipelines.io.duckdb_publisher import RunSummary
 from pipelines.io.publication import FACTS, Publication
 from pipelines.io.reference_loader import load_reference_from
+from pipelines.io.staging import claimed
 from pipelines.options import AttributionOptions
 from pipelines.quality.gx_runner import CHECK_RESULT_SCHEMA
 from pipelines.quality.stage_frames import INPUTS
@@ -144,6 +144,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     opts = options.view_as(AttributionOptions)
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
+    publication.catch_up()  # before the history is read: a killed run's version is history
     remote = opts.staging_dir if files.has_scheme(opts.staging_dir or "") else None
     graph_staging = files.join(remote, start.run.run_id) if remote else str(staging)
     settings = GraphSettings(
@@ -158,17 +159,18 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         checks=opts.checks,
     )
     try:
-        say(f"Running the pipeline on {len(start.paths)} file(s)")
-        pipeline = beam.Pipeline(options=options)
-        build_graph(pipeline, settings)
-        run_to_completion(pipeline)
-        if remote:
-            say(f"Fetching the staged parts from {graph_staging}")
-            files.fetch_folder(graph_staging, staging)
-        say("Publishing")
-        return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
+        with claimed(staging):  # removed after the run (or by the next, if this one is killed)
+            say(f"Running the pipeline on {len(start.paths)} file(s)")
+            pipeline = beam.Pipeline(options=options)
+            build_graph(pipeline, settings)
+            run_to_completion(pipeline)
+            if remote:
+                say(f"Fetching the staged parts from {graph_staging}")
+                files.fetch_folder(graph_staging, staging)
+            say("Publishing")
+            return publication.publish_run(staging, start.run, start.reference,
+                                           opts.quality_page)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if remote:
             files.delete_folder(graph_staging)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 from pipelines.embedded.engine import stage_embedded
@@ -10,6 +9,7 @@ from pipelines.errors import UserError
 from pipelines.io import files
 from pipelines.io.duckdb_publisher import RunSummary
 from pipelines.io.publication import PublishedEvents
+from pipelines.io.staging import claimed
 from pipelines.run_options import parse_run_arguments
 from pipelines.run_start import start_run
 
@@ -30,7 +30,8 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
                  "--runner DataflowRunner ... (docs/deploy.md)")
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
-    try:
+    publication.catch_up()  # before the history is read: a killed run's version is history
+    with claimed(staging):  # removed after the run (or by the next, if this one is killed)
         say(f"Running the pipeline on {len(start.paths)} file(s)")
         stage_embedded(
             start.paths, start.reference, start.timelines, staging,
@@ -42,5 +43,3 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
         )
         say("Publishing")
         return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
