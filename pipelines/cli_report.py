@@ -19,6 +19,7 @@ from rich.table import Table
 
 from pipelines.cli_common import EXIT_OK, Progress, console, fail
 from pipelines.errors import UserError
+from pipelines.reports.inert import header_text
 
 EXIT_INCOMPLETE = 1  # a report or a mail could not be delivered
 
@@ -95,7 +96,7 @@ def report_command(
         n = sum(1 for r in result.written if r.kind == kind)
         table.add_row(f"{TITLES[kind].lower()} reports", f"{n:,}")
     for r in result.skipped:
-        table.add_row(f"  [yellow]skipped[/] {escape(r.person_id)}", r.skipped or "")
+        table.add_row(f"  [yellow]skipped[/] {escape(header_text(r.person_id))}", r.skipped or "")
     table.add_row("index", escape(str(result.index)))
     table.add_row("time", f"{seconds:.1f}s")
     console.print(table)
@@ -131,10 +132,11 @@ def _print_deliveries(console, deliveries, dry_run: bool, only_sent: bool = Fals
         else:
             status = "would send" if dry_run else "not sent"
         what = (
-            f"{d.report.kind.replace('_', ' ')} report of {d.report.display} "
-            f"({d.report.person_id}): {', '.join(d.files)} ({d.size / 1024:,.0f} KiB)"
+            f"{d.report.kind.replace('_', ' ')} report of {header_text(d.report.display)} "
+            f"({header_text(d.report.person_id)}): {', '.join(d.files)} "
+            f"({d.size / 1024:,.0f} KiB)"
         )
-        line = f"{status} to {escape(d.to or '(no address)')}: {escape(what)}"
+        line = f"{status} to {escape(header_text(d.to or '(no address)'))}: {escape(what)}"
         if d.problem:
-            line += f" [red]({escape(d.problem)})[/]"
+            line += f" [red]({escape(header_text(d.problem, 300))})[/]"
         console.print(line, soft_wrap=True)

@@ -1,8 +1,9 @@
 """The data-quality page: one self-contained HTML file per run (no external assets).
 
 Stages are listed with those holding failures first; within a stage, critical
-failures, then warnings, then passed checks. Every value comes from the data
-and is escaped by jinja2's autoescaping.
+failures, then warnings, then passed checks. Every value comes from the data:
+control and bidi characters are replaced and long values cut
+(``pipelines.reports.inert``), then jinja2's autoescaping escapes it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import pyarrow as pa
+
+from pipelines.reports.inert import display
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "quality.html.j2"
+VALUE_LIMIT = 1000  # characters of one value shown (quarantined raw text is up to 4,096)
 # Pipeline order of the stages; unknown stages follow alphabetically.
 STAGE_ORDER: tuple[str, ...] = (
     "reference", "raw_events", "enriched_events", "attributed_events", "territory_revenue",
     "account_manager_revenue", "reconciliation", "publish",
 )
+
+
+def _inert(value: Any) -> Any:
+    """Jinja ``finalize``: data text made inert for display (control and bidi characters
+    replaced, cut to ``VALUE_LIMIT``) before autoescaping."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return display(value, VALUE_LIMIT)
+    return value
 
 
 def _environment() -> jinja2.Environment:
@@ -32,6 +45,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_inert,
     )
 
 

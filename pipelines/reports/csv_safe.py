@@ -1,8 +1,9 @@
 """CSV that a spreadsheet opens as data, never as formulas (CSV-injection guidance).
 
-Text cells whose first character is ``=``, ``+``, ``-``, ``@``, a tab or a carriage
-return (also after leading spaces, which some spreadsheets skip) get a leading
-``'``, which Excel, LibreOffice and Google Sheets show as text. Numbers
+Text cells whose first character is ``=``, ``+``, ``-``, ``@``, a tab, a carriage
+return or a line feed, or a full-width ``＝ ＋ － ＠`` (also after leading whitespace or
+invisible format characters such as U+202E, which some spreadsheets skip) get a
+leading ``'``, which Excel, LibreOffice and Google Sheets show as text. Numbers
 (``int``/``Decimal``) are written as they are, so a negative amount stays a number:
 only text can come from the CRM. Quoting follows RFC 4180 (``csv`` module, minimal
 quoting, ``\\r\\n`` line ends); the file is UTF-8 with a BOM so Excel reads accents.
@@ -15,12 +16,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
-TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# The OWASP list, a line feed, and their full-width forms (some locales read them).
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _TRIGGER_SET = frozenset(TRIGGERS)
+# What a spreadsheet may skip before a formula: whitespace and invisible format characters
+# (zero-width, bidi controls, BOM).
+_LEADING = re.compile("[\\s\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*")
 
 
 def neutralise(value: object) -> object:
@@ -28,7 +34,9 @@ def neutralise(value: object) -> object:
     if not isinstance(value, str) or not value:
         return value
     first = value[0]
-    if first in _TRIGGER_SET or (first == " " and value.lstrip(" ")[:1] in _TRIGGER_SET):
+    if first.isalnum():
+        return value
+    if first in _TRIGGER_SET or value[_LEADING.match(value).end() :][:1] in _TRIGGER_SET:
         return "'" + value
     return value
 

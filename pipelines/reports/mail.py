@@ -12,8 +12,9 @@ host name verified with the system's trust store, or ``SSL_CERT_FILE``); login
 only after STARTTLS, with ``REVATTR_SMTP_USER`` / ``REVATTR_SMTP_PASSWORD`` from
 the environment (never from flags, which show up in process lists). A manager
 without a usable address, or a recipient the server refuses, is reported and the
-others are still sent. Header values are stripped of control characters, so a
-CRM name cannot inject headers.
+others are still sent. Names in headers and the text body are one line without
+control or bidi characters (``inert.header_text``), at most 80 characters, so a
+CRM name can neither inject a header nor reorder or bloat a subject.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from pipelines.errors import UserError
+from pipelines.reports.inert import NAME_LIMIT, header_text
 from pipelines.reports.render import TITLES, ReportSet, WrittenReport, money
 
 USER_ENV, PASSWORD_ENV = "REVATTR_SMTP_USER", "REVATTR_SMTP_PASSWORD"
 DEFAULT_SENDER = "revattr-reports@localhost"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+\.?[^@\s<>,;:\"()\[\]\\]*")
 
 
@@ -54,15 +55,16 @@ class Delivery:
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub(" ", text).strip()
+    """A name for a header or the text body: one line, no bidi controls, bounded."""
+    return header_text(text, NAME_LIMIT)
 
 
 def plan(reports: ReportSet) -> list[Delivery]:
     """Who gets what: one delivery per written report."""
     out = []
     for r in reports.written:
-        subject = _clean(
-            f"Revenue report {reports.period.label}: {TITLES[r.kind].lower()} {r.display}"
+        subject = (
+            f"Revenue report {reports.period.label}: {TITLES[r.kind].lower()} {_clean(r.display)}"
         )
         email = (r.email or "").strip()
         if not email:

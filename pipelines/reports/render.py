@@ -9,7 +9,8 @@ Layout under the output directory (scripts and mail rules depend on it)::
     account_managers/<person_id>.csv
 
 HTML is produced by Jinja2 with autoescaping on (CRM text such as account names
-renders as text) and carries a Content-Security-Policy that allows no script and
+renders as text; control and bidi characters replaced, long values cut, see
+``inert``) and carries a Content-Security-Policy that allows no script and
 no network fetch; styles and charts are inline. A person whose id is not a safe
 file name (``[A-Za-z0-9][A-Za-z0-9._@-]*``, at most 128 characters) gets no report:
 it is listed as skipped. On a run for every manager, report files of managers no
@@ -28,8 +29,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
+import markupsafe
 
-from pipelines.reports import charts
+from pipelines.reports import charts, inert
 from pipelines.reports.csv_safe import to_csv_bytes
 from pipelines.reports.data import CSV_COLUMNS, UNASSIGNED, ManagerReport, ReportData
 from pipelines.reports.periods import Period
@@ -95,6 +97,14 @@ def status_text(status: str | None) -> str:
     return STATUS_TEXT.get(status or "", status or "")
 
 
+def inert_output(value: object) -> object:
+    """Jinja ``finalize``: every ``{{ }}`` string not marked safe is made inert for display
+    (controls and bidi overrides replaced, cut to ``inert.DISPLAY_LIMIT``), then escaped."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return inert.display(value)
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -102,6 +112,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=inert_output,
     )
     env.filters.update(
         money=money,
@@ -144,10 +155,11 @@ def render_report(
         "title": TITLES[report.kind],
         "data_as_of": data_as_of,
         "generated_at": generated_at,
-        "revenue_chart": charts.revenue_chart(
-            report.series, report.period.bucket, report.period.end
+        # Our own base64 data URIs (dates and numbers only): longer than any display bound.
+        "revenue_chart": markupsafe.Markup(
+            charts.revenue_chart(report.series, report.period.bucket, report.period.end)
         ),
-        "comparison_chart": charts.comparison_chart(items),
+        "comparison_chart": markupsafe.Markup(charts.comparison_chart(items)),
         "csv_name": f"{report.person.person_id}.csv",
         "month_totals": _month_totals(report),
     }

@@ -61,3 +61,24 @@ def test_an_empty_result_set_still_renders(tmp_path):
     html = render_quality_page(CHECK_RESULT_SCHEMA.empty_table(), "r",
                                tmp_path / "q.html").read_text()
     assert "No checks were run." in html
+
+
+def test_bidi_controls_control_characters_and_huge_values_are_inert(tmp_path):
+    from pipelines.quality.page import VALUE_LIMIT
+
+    long = "L" * 10_000
+    rtl = "Acme\u202efdp.exe"
+    hostile = ROWS + [
+        ("reference", "reference", "account_name_clean", "warning", False,
+         f"bad \x1b[2J\u2066 {rtl}",
+         json.dumps([{"account_name": rtl, "raw": long}, {"account_name": "\x07\x85x"}])),
+        ("raw_events", "raw_events", "raw_text", "warning", False, "1 of 1",
+         "not json \u202e" + long),
+    ]
+    html = render_quality_page(results(hostile), "run\u202e-1", tmp_path / "q.html").read_text()
+    unsafe = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                        "\u2028-\u202e\u2066-\u2069\ufeff]")
+    assert not unsafe.search(html), unsafe.search(html)
+    assert "Acme\ufffdfdp.exe" in html and "run\ufffd-1" in html
+    assert "L" * VALUE_LIMIT not in html  # cut with an ellipsis
+    assert "L" * (VALUE_LIMIT - 1) + "…" in html

@@ -20,6 +20,13 @@ from pipelines.reports.csv_safe import neutralise, to_csv
         ("\t=1", "'\t=1"),
         ("\r=1", "'\r=1"),
         ("  =1", "'  =1"),
+        ("\n=1", "'\n=1"),
+        ("\u202e=cmd|' /C calc'!A0", "'\u202e=cmd|' /C calc'!A0"),  # behind an RTL override
+        ("\u200b@SUM(1)", "'\u200b@SUM(1)"),  # behind a zero-width space
+        ("\u00a0\ufeff+1", "'\u00a0\ufeff+1"),
+        ("\uff1dHYPERLINK(1)", "'\uff1dHYPERLINK(1)"),  # full-width equals
+        ("\u202eAcme", "\u202eAcme"),  # kept whole: the CSV holds the full value
+        ("x" * 10_000, "x" * 10_000),
         ("Acme Corp.", "Acme Corp."),
         ("Müller & Söhne", "Müller & Söhne"),
         ("", ""),
