@@ -41,7 +41,7 @@ import pytest
 
 from pipelines.generate import generate_dataset
 from pipelines.io.catalog import Layout, commit_name, part_name
-from pipelines.io.publication import Publication
+from pipelines.io.publication import GRACE_SECONDS, Publication
 from tests.utils import copy_database
 
 pytestmark = pytest.mark.slow
@@ -108,7 +108,7 @@ class Reference:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Inputs:
     root = tmp_path_factory.mktemp("crash-data")
-    summary = generate_dataset(root, events=3000, seed=5, bad_rate=0.03)
+    summary = generate_dataset(root, events=2000, seed=5, bad_rate=0.03)
     files = sorted(root / f for f in summary.files)
     assert len(files) == 2
     return Inputs(str(files[0]), str(root / "events" / "*.jsonl"), root / "reference")
@@ -329,6 +329,7 @@ def test_a_run_killed_anywhere_then_run_again_publishes_what_an_uninterrupted_ru
     for i, (kind, store, trigger) in enumerate(KILL_POINTS):
         db = tmp_path / f"k{i:02d}" / "revenue.duckdb"
         startup, whole = reference.first if store == "fresh" else reference.second
+        whole *= 0.85  # runs vary: a kill at the very end would often come too late
         delay = {"startup": (0.0, startup), "time": (startup, whole)}.get(kind)
         if store == "fresh":
             db.parent.mkdir()
@@ -345,15 +346,22 @@ def test_a_run_killed_anywhere_then_run_again_publishes_what_an_uninterrupted_ru
             run_ok(db, events, inputs)
         finally:
             summary = reader.finish()
-        outcome = Outcome(kind, store, trigger, delay, phase, summary, leftovers(db))
+        # What a kill left that no reader sees: staging folders are removed by the re-run;
+        # temporary files (a part or marker being written) by the garbage collection of
+        # a later publication, once older than grace_seconds.
+        left = leftovers(db)
+        Publication(db).collect_garbage(now=time.time() + GRACE_SECONDS + 1)
+        outcome = Outcome(kind, store, trigger, delay, phase, summary, left)
         outcomes.append(outcome)
+        if leftovers(db):
+            failures.append(f"kill {i}: left {leftovers(db)} after the re-run and the GC")
         label = f"kill {i} ({kind} {trigger or f'{delay:.2f}s'}, {store}, {phase})"
         state = published_state(db)
         try:
             assert_same_published(state, expected)
         except AssertionError as error:
             failures.append(f"{label}: {error}")
-        committed = phase in PHASES[3:5]
+        committed = phase in PHASES[3:]
         expected_noops = int(committed)
         if len(state["noops"]) != expected_noops:
             failures.append(f"{label}: {len(state['noops'])} no-op run(s), expected "
@@ -373,7 +381,7 @@ def test_a_run_killed_anywhere_then_run_again_publishes_what_an_uninterrupted_ru
         "cross_checked": sum(o.reader["cross_checked"] for o in outcomes),
         "reader_errors": sum(o.reader["errors"] for o in outcomes),
         "reader_violations": sum(o.reader["violations"] for o in outcomes),
-        "leftovers": sum(len(o.leftovers) for o in outcomes),
+        "left_for_the_gc": [Path(p).name for o in outcomes for p in o.leftovers],
         "first_run_startup_and_total_s": [round(x, 2) for x in reference.first],
         "second_run_startup_and_total_s": [round(x, 2) for x in reference.second],
     }
@@ -384,7 +392,7 @@ def test_a_run_killed_anywhere_then_run_again_publishes_what_an_uninterrupted_ru
     assert report["phases"][PHASES[5]] == 0, "a kill came after the run had finished"
     assert len(report["phases"]) >= 4, f"kills landed in too few phases: {report['phases']}"
     assert report["reader_snapshots"] > 100
-    assert report["leftovers"] == 0, [o.leftovers for o in outcomes if o.leftovers]
+    assert not [p for o in outcomes for p in o.leftovers if "/.staging/" in p]
 
 
 # -- a full disk, a read-only output folder ----------------------------------------------
