@@ -4,7 +4,7 @@
 
 * ``events/part-NNNNN.jsonl`` (or ``.parquet``): at least two files, about one
   per ``EVENTS_PER_FILE`` records, exactly ``events`` lines/rows in total;
-* ``reference/<table>.csv`` for the seven tables, with exactly the columns of
+* ``reference/<table>.csv`` for the seven tables and ``account_splits``, with exactly the columns of
   ``schemas.reference.REFERENCE_FILE_COLUMNS`` (empty cell = null/open-ended);
 * ``manifest.json``: arguments, ``planted`` counts of every hard case, and
   ``expected``: what a correct pipeline reports for the events (records,
@@ -245,7 +245,8 @@ def generate_dataset(
     _check_arguments(events, bad_rate, event_format)
     out_dir = Path(out_dir)
     n_accounts = max(_MIN_ACCOUNTS, accounts if accounts is not None else max(50, events // 200))
-    reference = _build_reference(_rng(seed, 0), n_accounts, territories or 0, rule_tie)
+    reference = _build_reference(_rng(seed, 0), n_accounts, territories or 0, rule_tie,
+                                 split_rng=_rng(seed, _SPLIT_STREAM))
     reference_files = _write_reference(out_dir / "reference", reference.tables)
     plan = _make_plan(events, bad_rate, event_format, len(reference.anchors))
     written = _write_events(out_dir / "events", plan, reference, seed)
@@ -267,6 +268,12 @@ def _check_arguments(events: int, bad_rate: float, event_format: str) -> None:
         raise ValueError(f"bad_rate must be within 0..{MAX_BAD_RATE}, got {bad_rate}")
     if event_format not in EVENT_FORMATS:
         raise ValueError(f"event_format must be one of {EVENT_FORMATS}, got {event_format!r}")
+
+
+_SPLIT_STREAM = 2**32 - 1  # the account teams' own stream: the other tables stay as they were
+_SPLIT_SHARE = 0.15  # of the accounts get an account team
+_TEAM_SHAPES: tuple[tuple[str, ...], ...] = (("60", "40"), ("50", "50"),
+                                             ("33.3333", "33.3333", "33.3334"), ("70", "20", "10"))
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -858,8 +865,9 @@ class _Reference:
 
 
 def _build_reference(rng: np.random.Generator, n_accounts: int, n_territories: int,
-                     rule_tie: bool = False) -> _Reference:
-    """All seven tables and the facts the event generator and manifest need."""
+                     rule_tie: bool = False, split_rng: np.random.Generator | None = None,
+                     ) -> _Reference:
+    """All reference tables and the facts the event generator and manifest need."""
     people = _People(rng)
     tree = _territory_tree(n_territories)
     manager_rows, first, manager_notes = _territory_managers(tree, people, rng)
@@ -880,6 +888,10 @@ def _build_reference(rng: np.random.Generator, n_accounts: int, n_territories: i
         "people": people.rows,
         "fx_rates": fx_rows,
     }
+    specialists = [row[0] for row in people.rows if row[3] == "sales_ops"]
+    tables["account_splits"] = _account_splits(
+        [row[0] for row in accounts.rows], account_managers, specialists,
+        split_rng or np.random.default_rng(0))
     index = _account_index(accounts, account_managers, rng)
     counts = {
         **accounts.counts,
@@ -891,9 +903,35 @@ def _build_reference(rng: np.random.Generator, n_accounts: int, n_territories: i
         "states_without_manager": len(_NO_MANAGER_STATES),
         "unknown_account_ids": _UNKNOWN_ACCOUNTS,
         "fx_missing_days": fx_missing,
+        "split_accounts": len({row[0] for row in tables["account_splits"]}),
+        "split_team_changes": sum(1 for row in tables["account_splits"] if row[5]),
     }
     notes = _boundary_notes(tree, manager_rows, accounts, rule_notes, manager_notes)
     return _Reference(tables, index, _anchors(), counts, notes)
+
+
+def _account_splits(account_ids: list[str], managers: list[str], specialists: list[str],
+                    rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """account_splits.csv rows: ~15% of the accounts share their credit among 2-3 account
+    managers (60/40, 50/50, thirds, 70/20/10); a third of those credit a sales-ops
+    specialist 10% in addition (overlay); a quarter change team mid-period."""
+    rows: list[tuple[str, ...]] = []
+    midway = (PERIOD_START + timedelta(days=PERIOD_DAYS // 2)).date().isoformat()
+    for account in account_ids:
+        if rng.random() >= _SPLIT_SHARE:
+            continue
+        shape = _TEAM_SHAPES[int(rng.integers(len(_TEAM_SHAPES)))]
+        team = [str(m) for m in rng.choice(managers, size=len(shape), replace=False)]
+        changes = rng.random() < 0.25
+        until = midway if changes else ""
+        rows += [(account, person, "account_executive", "primary", share, "", until)
+                 for person, share in zip(team, shape, strict=True)]
+        if changes:  # from midway the first member keeps the whole account
+            rows.append((account, team[0], "account_executive", "primary", "100", midway, ""))
+        if specialists and rng.random() < 1 / 3:
+            specialist = specialists[int(rng.integers(len(specialists)))]
+            rows.append((account, specialist, "solutions_specialist", "overlay", "10", "", ""))
+    return rows
 
 
 def _account_index(accounts: _Accounts, managers: list[str], rng: np.random.Generator,

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from schemas.events import EVENT_TIME_TYPE
 from schemas.money import AMOUNT_TYPE, REPORTING_MONEY_TYPE
-from schemas.reference import REFERENCE_SCHEMAS, UNASSIGNED
+from schemas.reference import DEFAULT_SPLIT_ROLE, PERCENT_TYPE, REFERENCE_SCHEMAS, UNASSIGNED
 
 ATTRIBUTION_STATUSES: tuple[str, ...] = (
     "attributed",
@@ -169,6 +169,26 @@ FISCAL_CALENDAR_SCHEMA = pa.schema(
         pa.field("quarter_start", pa.date32(), nullable=False),
         pa.field("year_start", pa.date32(), nullable=False),
         pa.field("calendar", pa.string(), nullable=False),
+    ]
+)
+
+# Account-team split credit (docs/contract.md "Account-team splits"): one row per member
+# of the team valid at a fact's event_time, for the facts whose account has one
+# (``pipelines.rules.splits``); written with the facts, never changed. The primary rows
+# of an event sum exactly to its measures; overlay rows are credited in addition.
+SPLIT_CREDIT_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("person_id", pa.string(), nullable=False),
+        pa.field("role", pa.string()),
+        pa.field("split_type", pa.string(), nullable=False),
+        pa.field("percent", PERCENT_TYPE, nullable=False),
+        pa.field("booked_revenue", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("pipeline_created", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
     ]
 )
 
@@ -372,3 +392,49 @@ FROM {_RESTATED_FACTS} GROUP BY ALL""")
                 f"{_sum_measures('f.')} {changed} GROUP BY ALL")
     views.append("CREATE OR REPLACE VIEW restatement_moves AS\n" + "\nUNION ALL\n".join(moves))
     return views
+
+
+_MONEY = duckdb_type(REPORTING_MONEY_TYPE)
+
+# Every fact's credit by account team (booked basis): the published ``split_credit`` rows,
+# plus the facts whose account had no team at their time, wholly their account manager's.
+_SPLIT_ROWS = f"""SELECT person_id, role, split_type, day, event_id, event_type,
+       booked_revenue, pipeline_created FROM split_credit
+UNION ALL
+SELECT f.account_manager_id, '{DEFAULT_SPLIT_ROLE}', 'primary', f.day, f.event_id,
+       f.event_type, f.booked_revenue, f.pipeline_created
+FROM attributed_events f ANTI JOIN split_credit s USING (event_id)"""
+
+
+def split_view_sql() -> list[str]:
+    """``split_revenue`` (per person, role, split type and day: booked revenue, pipeline
+    created, refunds, events), its ``_fiscal`` form, and ``reconciliation_splits``: per
+    day, the facts' booked revenue against the primary split total (equal to the cent)
+    and the overlay credit given in addition."""
+    return [
+        f"""CREATE OR REPLACE VIEW split_revenue AS
+SELECT person_id, role, split_type, day,
+       CAST(SUM(booked_revenue) AS {_MONEY}) AS booked_revenue,
+       CAST(SUM(pipeline_created) AS {_MONEY}) AS pipeline_created,
+       CAST(SUM(CASE WHEN event_type = 'deal_refunded' THEN -booked_revenue ELSE 0 END)
+            AS {_MONEY}) AS refunds,
+       count(*) AS events
+FROM ({_SPLIT_ROWS}) GROUP BY ALL""",
+        f"""CREATE OR REPLACE VIEW split_revenue_fiscal AS
+SELECT v.person_id, v.role, v.split_type, c.fiscal_year, c.fiscal_quarter, c.fiscal_period,
+       c.period_start, CAST(SUM(v.booked_revenue) AS {_MONEY}) AS booked_revenue,
+       CAST(SUM(v.pipeline_created) AS {_MONEY}) AS pipeline_created,
+       CAST(SUM(v.refunds) AS {_MONEY}) AS refunds, CAST(SUM(v.events) AS BIGINT) AS events
+FROM split_revenue v JOIN fiscal_calendar c USING (day) GROUP BY ALL""",
+        f"""CREATE OR REPLACE VIEW reconciliation_splits AS
+WITH facts AS (SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day),
+     split AS (SELECT day,
+                      SUM(booked_revenue) FILTER (WHERE split_type = 'primary') AS primary_total,
+                      SUM(booked_revenue) FILTER (WHERE split_type = 'overlay') AS overlay_total
+               FROM split_revenue GROUP BY day)
+SELECT day, CAST(f.total AS {_MONEY}) AS events_total,
+       CAST(coalesce(s.primary_total, 0) AS {_MONEY}) AS primary_total,
+       CAST(coalesce(s.overlay_total, 0) AS {_MONEY}) AS overlay_total,
+       f.total = coalesce(s.primary_total, 0) AS balanced
+FROM facts f LEFT JOIN split s USING (day)""",
+    ]

@@ -13,7 +13,8 @@ is published with one of three kinds:
 
 The writer keeps its state in a private DuckDB *store* (never opened by readers);
 ``STORE_TABLES`` are tables of that store. The facts (``attributed_events``) are
-not in the store: their published parts are the record, written once per run.
+not in the store: their published parts are the record, written once per run (so is
+their account-team split credit, ``split_credit``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from schemas.money import REPORTING_MONEY_TYPE
-from schemas.outputs import DERIVED_SNAPSHOTS, OUTPUT_TABLES, REVENUE_VIEWS
+from schemas.outputs import DERIVED_SNAPSHOTS, OUTPUT_TABLES, REVENUE_VIEWS, SPLIT_CREDIT_SCHEMA
 from schemas.reference import REFERENCE_SCHEMAS
 
 APPEND = "append"
@@ -66,6 +67,9 @@ def _relations() -> dict[str, PublishedRelation]:
         "reconciliation": PublishedRelation(
             "reconciliation", UPSERT, RECONCILIATION_SCHEMA, ("day",)
         ),
+        # Placed beside the facts by the publication (computed from them), like them
+        # not kept in the store.
+        "split_credit": PublishedRelation("split_credit", APPEND, SPLIT_CREDIT_SCHEMA),
         "quarantine": PublishedRelation("quarantine", APPEND, OUTPUT_TABLES["quarantine"]),
         "dq_results": PublishedRelation("dq_results", APPEND, OUTPUT_TABLES["dq_results"]),
         "pipeline_runs": PublishedRelation(

@@ -1,7 +1,8 @@
-"""Reference data: seven effective-dated dimension tables (CONTRACT.md section 2).
+"""Reference data: effective-dated dimension tables (CONTRACT.md section 2).
 
 Files are CSV (header row) or Parquet, one per table, named ``<table>.csv`` or
-``<table>.parquet`` in one directory. ``REFERENCE_FILE_COLUMNS`` is the file
+``<table>.parquet`` in one directory (the seven tables of the contract, plus the
+optional ``account_splits``: an absent file is an empty table). ``REFERENCE_FILE_COLUMNS`` is the file
 layout (every column read as text); ``REFERENCE_SCHEMAS`` the typed tables the
 loader produces. ``valid_from``/``valid_to`` become UTC timestamps, null meaning
 "since always" / "open-ended".
@@ -15,6 +16,13 @@ from schemas.money import FX_RATE_TYPE
 
 VALIDITY_TYPE = pa.timestamp("us", tz="UTC")
 UNASSIGNED = "UNASSIGNED"
+
+# Account-team splits (docs/contract.md "Account-team splits"): a percent with at most
+# four decimals, 0 < percent <= 100; ``primary`` shares of an account split its credit
+# (they sum to 100 at every instant), ``overlay`` ones are credited in addition.
+PERCENT_TYPE = pa.decimal128(7, 4)
+SPLIT_TYPES: tuple[str, ...] = ("primary", "overlay")
+DEFAULT_SPLIT_ROLE = "account_manager"  # the role of the account manager's 100% default
 
 
 def _validity() -> list[pa.Field]:
@@ -75,9 +83,19 @@ REFERENCE_SCHEMAS: dict[str, pa.Schema] = {
             pa.field("rate_to_reporting", FX_RATE_TYPE, nullable=False),
         ]
     ),
+    "account_splits": pa.schema(
+        _text("account_id", "person_id", "role", required=("account_id", "person_id"))
+        + [pa.field("split_type", pa.string(), nullable=False),  # empty in a file: primary
+           pa.field("percent", PERCENT_TYPE, nullable=False)]
+        + _validity()
+    ),
 }
 
 REFERENCE_TABLES: tuple[str, ...] = tuple(REFERENCE_SCHEMAS)
+# Tables a reference folder may leave out (read as empty).
+OPTIONAL_REFERENCE_TABLES: tuple[str, ...] = ("account_splits",)
+REQUIRED_REFERENCE_TABLES: tuple[str, ...] = tuple(
+    t for t in REFERENCE_TABLES if t not in OPTIONAL_REFERENCE_TABLES)
 
 # Column names as they appear in the files (all read as text).
 REFERENCE_FILE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -89,6 +107,7 @@ EFFECTIVE_DATED: tuple[str, ...] = (
     "account_assignments",
     "territory_rules",
     "territory_managers",
+    "account_splits",
 )
 
 # Business keys (unique per table, with valid_from for effective-dated tables).
@@ -100,6 +119,7 @@ REFERENCE_KEYS: dict[str, tuple[str, ...]] = {
     "territory_managers": ("territory_id", "valid_from"),
     "people": ("person_id",),
     "fx_rates": ("currency", "rate_date"),
+    "account_splits": ("account_id", "person_id", "role", "split_type", "valid_from"),
 }
 
 # Fields compared, trimmed and case-insensitively, when matching territory rules.

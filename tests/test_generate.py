@@ -255,7 +255,7 @@ def test_same_arguments_give_byte_identical_files(tmp_path: Path) -> None:
     other = generate_dataset(tmp_path / "c", events=2500, seed=6, bad_rate=0.02)
     a, b = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
     assert first == second
-    assert len(a) == 2 + 7 + 1  # two event files, seven tables, the manifest
+    assert len(a) == 2 + 8 + 1  # two event files, eight tables, the manifest
     assert a == b
     c = _tree_bytes(tmp_path / "c")
     assert a["events/part-00000.jsonl"] != c["events/part-00000.jsonl"]

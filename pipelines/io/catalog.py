@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.io.duckdb_sql import literal
-from schemas.outputs import fiscal_view_sql, restated_view_sql, view_sql
+from schemas.outputs import fiscal_view_sql, restated_view_sql, split_view_sql, view_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
 PART_PATTERN = r"p(\d{12})-(\d{12})\.parquet$"
@@ -135,6 +135,7 @@ def catalog_sql(layout: Layout, fiscal_year_start_month: int = 1) -> list[str]:
     )
     statements.extend(restated_view_sql(fiscal_year_start_month))
     statements.extend(fiscal_view_sql())
+    statements.extend(split_view_sql())
     return statements
 
 

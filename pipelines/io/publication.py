@@ -9,7 +9,8 @@ file (see ``pipelines/io/catalog.py`` for how readers see it):
 * ``append`` relations: the run's rows (the facts: the run's staged facts part,
   moved into place before the store commits; the store keeps no facts, only
   their per-day totals, so the published parts of ``attributed_events`` are the
-  record of every fact, written once);
+  record of every fact, written once; the facts' account-team split credit,
+  ``split_credit``, is computed from that part and placed beside it);
 * ``upsert`` relations (the revenue views, reconciliation): the store's current
   rows of every (key, day) the run touched;
 * ``snapshot`` relations (reference tables): all rows, only when they changed.
@@ -59,10 +60,16 @@ from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
+from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
+from pipelines.rules.splits import SplitIndex, split_credit
 from schemas.outputs import create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
 FACTS = "attributed_events"
+SPLITS = "split_credit"
+# Relations whose parts the publication places itself (not exported from the store).
+PLACED = (FACTS, SPLITS)
+SPLIT_BATCH_ROWS = 500_000
 FANOUT = 8
 GRACE_SECONDS = 120.0
 KEEP_COMMIT_MARKERS = 16
@@ -210,7 +217,8 @@ class Publication:
             if record is not None:
                 record(con, summary)
             if summary.status == "succeeded":  # before the commit: a crash after it finds it
-                self._place_facts(staging, version)
+                facts = self._place_facts(staging, version)
+                self._place_splits(facts, version, reference)
 
         publisher = self.publisher()
         started = time.perf_counter()
@@ -256,7 +264,7 @@ class Publication:
             return "SELECT NULL::VARCHAR AS event_id WHERE false"
         return f"SELECT * FROM read_parquet([{files}])"
 
-    def _place_facts(self, staging: str | Path, version: int) -> None:
+    def _place_facts(self, staging: str | Path, version: int) -> Path | None:
         """The run's staged facts as the version's part (invisible until its marker)."""
         files = part_files(staging, FACTS)
         target = self.layout.relation_dir(FACTS) / part_name(version, version)
@@ -270,6 +278,37 @@ class Publication:
                 self._write(con, f"SELECT {columns} FROM read_parquet({sources})", target)
             finally:
                 con.close()
+        return target if files else None
+
+    def _place_splits(self, facts: Path | None, version: int,
+                      reference: dict[str, pa.Table]) -> int:
+        """The split credit of the version's facts part as its ``split_credit`` part
+        (none when no fact's account has a team then); returns its rows. Read and split
+        in batches, so memory follows the batch, not the run."""
+        target = self.layout.relation_dir(SPLITS) / part_name(version, version)
+        target.unlink(missing_ok=True)  # a part left by a publication that never committed
+        splits = reference.get("account_splits")
+        if facts is None or splits is None or splits.num_rows == 0:
+            return 0
+        index = SplitIndex.build(splits)
+        tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
+        rows = 0
+        writer = None
+        try:
+            for batch in pq.ParquetFile(facts).iter_batches(
+                    batch_size=SPLIT_BATCH_ROWS, columns=list(SPLIT_FACT_COLUMNS)):
+                credit = split_credit(pa.Table.from_batches([batch]), index)
+                if credit.num_rows:
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, credit.schema)
+                    writer.write_table(credit)
+                    rows += credit.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if rows:
+            os.replace(tmp, target)
+        return rows
 
     def _store_connection(self) -> duckdb.DuckDBPyConnection:
         """The store, read-write, with memory bounded: publication runs after the pipeline
@@ -332,10 +371,13 @@ class Publication:
         written = {}
         if facts:
             written[FACTS] = pq.read_metadata(facts).num_rows
+            splits = self.layout.relation_dir(SPLITS) / part_name(version, version)
+            if splits.exists():
+                written[SPLITS] = pq.read_metadata(splits).num_rows
         for relation in PUBLISHED_RELATIONS.values():
             if relation.kind == SNAPSHOT and not reference_changed:
                 continue
-            if relation.name == FACTS:  # placed by the publication itself
+            if relation.name in PLACED:  # placed by the publication itself
                 continue
             target = self.layout.relation_dir(relation.name) / part_name(version, version)
             rows = self._write(con, self._version_sql(relation, run_id), target)
@@ -357,6 +399,8 @@ class Publication:
         expected = accepted[0][0] if accepted else 0
         if not expected:
             target.unlink(missing_ok=True)
+            (self.layout.relation_dir(SPLITS) / part_name(version, version)).unlink(
+                missing_ok=True)
             return None
         if not target.exists() or pq.read_metadata(target).num_rows != expected:
             raise UserError(

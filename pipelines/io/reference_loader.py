@@ -9,7 +9,10 @@
   RFC 3339 timestamp with offset (``2026-03-01T09:05:00-05:00``, ``...Z``);
   empty = unbounded (null). Fractions beyond microseconds are truncated;
 * ``rate_date``: a date; ``rate_to_reporting``: a plain decimal (at most 8
-  integer and 10 fractional digits, > 0), parsed exactly into ``FX_RATE_TYPE``.
+  integer and 10 fractional digits, > 0), parsed exactly into ``FX_RATE_TYPE``;
+* ``account_splits`` (optional: no file = no splits): ``percent`` a plain decimal
+  with at most 4 fractional digits, 0 < percent <= 100; ``split_type`` ``primary``
+  or ``overlay``, empty meaning ``primary``.
 
 Any invalid value raises ``UserError`` naming the file, the line (CSV: physical
 line, header = line 1; Parquet: data row) and the column. Parsing is vectorised:
@@ -37,7 +40,15 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import UserError
 from schemas.money import FX_RATE_TYPE
-from schemas.reference import REFERENCE_SCHEMAS, REFERENCE_TABLES, VALIDITY_TYPE
+from schemas.reference import (
+    OPTIONAL_REFERENCE_TABLES,
+    PERCENT_TYPE,
+    REFERENCE_SCHEMAS,
+    REFERENCE_TABLES,
+    REQUIRED_REFERENCE_TABLES,
+    SPLIT_TYPES,
+    VALIDITY_TYPE,
+)
 
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 TEMPORAL_COLUMNS: tuple[str, ...] = ("valid_from", "valid_to")
@@ -51,6 +62,9 @@ _TIMESTAMP_PATTERN = (
 _DATE_PATTERN = r"^(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})$"
 _RATE_PATTERN = r"^(?:\d{1,8}(?:\.\d{0,10})?|\.\d{1,10})$"
 _CURRENCY_PATTERN = r"^[A-Z]{3}$"
+_PERCENT_PATTERN = r"^(?:\d{1,3}(?:\.\d{0,4})?|\.\d{1,4})$"
+# What an empty cell of a required column means.
+_DEFAULTS: dict[str, str] = {"split_type": "primary"}
 
 _TEMPORAL_HINT = (
     "use a date YYYY-MM-DD (midnight UTC) or an RFC 3339 timestamp with offset, "
@@ -95,16 +109,17 @@ def reference_files(directory: str | Path) -> dict[str, Path]:
 
 
 def load_reference(directory: str | Path) -> dict[str, pa.Table]:
-    """Read and type the seven reference tables of ``directory``."""
+    """Read and type the reference tables of ``directory`` (an optional table without a
+    file is empty)."""
     directory = Path(directory)
-    expected = ", ".join(f"{t}.csv" for t in REFERENCE_TABLES)
+    expected = ", ".join(f"{t}.csv" for t in REQUIRED_REFERENCE_TABLES)
     if not directory.is_dir():
         raise UserError(
             f"reference directory {directory} does not exist",
             hint=f"pass a directory holding {expected} (or .parquet)",
         )
     files = reference_files(directory)
-    missing = [t for t in REFERENCE_TABLES if t not in files]
+    missing = [t for t in REQUIRED_REFERENCE_TABLES if t not in files]
     if missing:
         names = ", ".join(f"{t}.csv" for t in missing)
         raise UserError(
@@ -112,7 +127,14 @@ def load_reference(directory: str | Path) -> dict[str, pa.Table]:
             where=str(directory),
             hint=f"the directory needs one <table>.csv or <table>.parquet for each of: {expected}",
         )
-    return {table: load_table(table, files[table]) for table in REFERENCE_TABLES}
+    return {table: load_table(table, files[table]) if table in files
+            else REFERENCE_SCHEMAS[table].empty_table() for table in REFERENCE_TABLES}
+
+
+def with_optional_tables(reference: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """``reference`` with an empty table for each optional table it lacks."""
+    return {**{t: REFERENCE_SCHEMAS[t].empty_table() for t in OPTIONAL_REFERENCE_TABLES},
+            **reference}
 
 
 def reference_file_names() -> list[str]:
@@ -240,6 +262,8 @@ def _typed(table: str, columns: dict[str, pa.Array], source: _Source) -> pa.Tabl
             values = _native_timestamp(column, field.name, source)
         else:
             text = _as_text(column, field, source)
+            if field.name in _DEFAULTS:
+                text = pc.fill_null(text, _DEFAULTS[field.name])
             _check_required(text, field, source)
             values = _parse(text, field, source)
         arrays.append(values)
@@ -251,7 +275,7 @@ def _typed(table: str, columns: dict[str, pa.Array], source: _Source) -> pa.Tabl
 def _as_text(column: pa.Array, field: pa.Field, source: _Source) -> pa.Array:
     """Column -> trimmed strings, empty -> null."""
     kind = column.type
-    if pa.types.is_floating(kind) and field.type == FX_RATE_TYPE:
+    if pa.types.is_floating(kind) and field.type in (FX_RATE_TYPE, PERCENT_TYPE):
         raise UserError(
             f"column {field.name} is binary floating point ({kind})",
             where=source.where(),
@@ -298,6 +322,12 @@ def _parse(text: pa.Array, field: pa.Field, source: _Source) -> pa.Array:
         return pa.array(days.astype(np.int32), pa.int32(), mask=~valid).cast(pa.date32())
     if field.type == FX_RATE_TYPE:
         return _parse_rates(text, field, source)
+    if field.type == PERCENT_TYPE:
+        return _parse_percents(text, field, source)
+    if field.name == "split_type":
+        bad = pc.invert(pc.is_in(text, value_set=pa.array(SPLIT_TYPES)))
+        _raise_first(bad, text, field, source, "is not a split type",
+                     f"use one of {', '.join(SPLIT_TYPES)} (empty means primary)")
     if field.name == "currency":
         bad = pc.invert(pc.match_substring_regex(text, _CURRENCY_PATTERN))
         _raise_first(bad, text, field, source, "is not an ISO 4217 code",
@@ -402,6 +432,18 @@ def _parse_rates(text: pa.Array, field: pa.Field, source: _Source) -> pa.Array:
     _raise_first(pc.less_equal(rates, zero), text, field, source, "is not positive",
                  "a rate multiplies an amount into the reporting currency: it must be > 0")
     return rates
+
+
+def _parse_percents(text: pa.Array, field: pa.Field, source: _Source) -> pa.Array:
+    bad = pc.invert(pc.match_substring_regex(text, _PERCENT_PATTERN))
+    _raise_first(bad, text, field, source, "is not a plain decimal with at most 4 fractional "
+                 "digits", "write the share as e.g. 33.3333 (percent, not a fraction)")
+    percents = text.cast(PERCENT_TYPE)
+    zero, hundred = (pa.scalar(Decimal(v), PERCENT_TYPE) for v in (0, 100))
+    out = pc.or_(pc.less_equal(percents, zero), pc.greater(percents, hundred))
+    _raise_first(out, text, field, source, "is not in (0, 100]",
+                 "a share is a percent of the account's credit: more than 0, at most 100")
+    return percents
 
 
 def _check_table(table: str, typed: pa.Table, source: _Source) -> None:

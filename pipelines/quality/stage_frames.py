@@ -47,7 +47,12 @@ from schemas.outputs import (
     REVENUE_VIEWS,
     TERRITORY_REVENUE_SCHEMA,
 )
-from schemas.reference import REFERENCE_SCHEMAS, REFERENCE_TABLES, UNASSIGNED
+from schemas.reference import (
+    OPTIONAL_REFERENCE_TABLES,
+    REFERENCE_SCHEMAS,
+    REFERENCE_TABLES,
+    UNASSIGNED,
+)
 
 TOTAL_TYPE = pa.decimal128(38, 2)
 TOTALS_SCHEMA = pa.schema([pa.field("measure", pa.string()), pa.field("total", TOTAL_TYPE)])
@@ -114,6 +119,10 @@ FRAME_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "assignment_unknown_people": ("account_assignments", "people"),
         "manager_unknown_people": ("territory_managers", "people"),
         "rule_ties": ("territory_rules", "accounts"),
+        "split_share_totals": ("account_splits",),
+        "split_overlaps": ("account_splits",),
+        "split_unknown_accounts": ("account_splits", "accounts"),
+        "split_unknown_people": ("account_splits", "people"),
     },
 }
 
@@ -286,8 +295,10 @@ def reconciliation_frame_from_view(view: pa.Table) -> pa.Table:
 
 
 def reference_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
-    """The seven reference tables plus the derived frames of offending rows."""
-    t = {name: conform(tables[name], name) for name in REFERENCE_TABLES}
+    """The reference tables plus the derived frames of offending rows (an optional table
+    the caller lacks is empty)."""
+    t = {name: conform(tables[name] if name in tables else INPUT_SCHEMAS[name].empty_table(),
+                       name) for name in REFERENCE_TABLES}
     return {
         **t,
         "assignment_overlaps": rc.overlapping_intervals(t["account_assignments"], "account_id"),
@@ -308,6 +319,13 @@ def reference_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
         "manager_unknown_people": rc.orphan_references(
             t["territory_managers"], "manager_id", t["people"], "person_id"),
         "rule_ties": rc.equally_specific_rule_ties(t["accounts"], t["territory_rules"]),
+        "split_share_totals": rc.split_share_totals(t["account_splits"]),
+        "split_overlaps": rc.overlapping_intervals(
+            t["account_splits"], ("account_id", "person_id", "role", "split_type")),
+        "split_unknown_accounts": rc.orphan_references(
+            t["account_splits"], "account_id", t["accounts"], "account_id"),
+        "split_unknown_people": rc.orphan_references(
+            t["account_splits"], "person_id", t["people"], "person_id"),
     }
 
 
@@ -345,6 +363,8 @@ def frames_from_tables(suite: str, tables: Mapping[str, pa.Table]) -> dict[str, 
     needed = INPUTS.get(suite)
     if needed is None:
         raise ValueError(f"unknown suite {suite!r}; known: {', '.join(INPUTS)}")
+    tables = {**{t: INPUT_SCHEMAS[t].empty_table() for t in OPTIONAL_REFERENCE_TABLES
+                 if t in needed}, **tables}
     missing = [name for name in needed if name not in tables]
     if missing:
         raise ValueError(f"suite {suite} needs the input(s) {', '.join(missing)}")

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.rules import territory
+from pipelines.rules.splits import team_intervals
 from schemas.reference import VALIDITY_TYPE
 
 _NEG_INF = np.iinfo(np.int64).min
@@ -302,3 +303,15 @@ def equally_specific_rule_ties(accounts: pa.Table, rules: pa.Table) -> pa.Table:
         "valid_to": ties["valid_to"],
         "specificity": ties["specificity"],
     }).cast(TIE_SCHEMA)
+
+
+# ------------------------------------------------------------ account teams
+
+
+def split_share_totals(account_splits: pa.Table) -> pa.Table:
+    """Intervals of an account's team whose primary percents do not sum to 100
+    (``splits.TEAM_INTERVAL_SCHEMA``): the credit is then shared in proportion to them,
+    which is rarely what the sales-ops team meant."""
+    intervals = team_intervals(account_splits)
+    hundred = pa.scalar(100, intervals.schema.field("primary_percent").type)
+    return intervals.filter(pc.not_equal(intervals["primary_percent"], hundred))

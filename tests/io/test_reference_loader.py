@@ -12,7 +12,12 @@ import pytest
 
 from pipelines.errors import UserError
 from pipelines.io.reference_loader import load_reference, reference_fingerprint
-from schemas.reference import REFERENCE_FILE_COLUMNS, REFERENCE_SCHEMAS, REFERENCE_TABLES
+from schemas.reference import (
+    REFERENCE_FILE_COLUMNS,
+    REFERENCE_SCHEMAS,
+    REFERENCE_TABLES,
+    REQUIRED_REFERENCE_TABLES,
+)
 
 UTC = dt.UTC
 
@@ -35,6 +40,7 @@ MINIMAL = {
 
 
 def write(directory: Path, overrides: dict[str, str | None] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     files = {**MINIMAL, **(overrides or {})}
     for table, text in files.items():
         if text is not None:
@@ -133,8 +139,34 @@ def test_a_ragged_row_is_located(tmp_path):
 def test_missing_file_lists_the_expected_names(tmp_path):
     message = error_of(write(tmp_path, {"fx_rates": None, "people": None}))
     assert "missing reference file(s): people.csv, fx_rates.csv" in message
-    for table in REFERENCE_TABLES:
+    for table in REQUIRED_REFERENCE_TABLES:
         assert f"{table}.csv" in message
+    assert "account_splits.csv" not in message  # optional
+
+
+def test_an_absent_optional_table_is_empty(tmp_path):
+    reference = load_reference(write(tmp_path, {}))
+    assert reference["account_splits"].num_rows == 0
+    assert reference["account_splits"].schema == REFERENCE_SCHEMAS["account_splits"]
+
+
+def test_account_splits_percent_and_split_type_are_parsed_and_checked(tmp_path):
+    header = "account_id,person_id,role,split_type,percent,valid_from,valid_to\n"
+    good = header + "A,P1,ae,,60,,\nA,P2,se,primary,40.0000,,\nA,P3,x,overlay,.5,2026-01-01,\n"
+    table = load_reference(write(tmp_path / "ok", {"account_splits": good}))["account_splits"]
+    assert table["split_type"].to_pylist() == ["primary", "primary", "overlay"]
+    assert [str(p) for p in table["percent"].to_pylist()] == ["60.0000", "40.0000", "0.5000"]
+    cases = {
+        "A,P1,ae,,0,,\n": "account_splits.csv:2: percent '0' is not in (0, 100]",
+        "A,P1,ae,,100.5,,\n": "account_splits.csv:2: percent '100.5' is not in (0, 100]",
+        "A,P1,ae,,12.34567,,\n": "percent '12.34567' is not a plain decimal",
+        "A,P1,ae,,0.1e2,,\n": "percent '0.1e2' is not a plain decimal",
+        "A,P1,ae,shadow,10,,\n": "account_splits.csv:2: split_type 'shadow' is not a split type",
+        "A,,ae,,10,,\n": "account_splits.csv:2: person_id is empty",
+    }
+    for i, (row, expected) in enumerate(cases.items()):
+        message = error_of(write(tmp_path / f"bad{i}", {"account_splits": header + row}))
+        assert expected in message, (row, message)
 
 
 def test_missing_directory(tmp_path):

@@ -65,6 +65,11 @@ def reference() -> dict[str, pa.Table]:
     people = [(f"P{i}", f"Person {i}", f"p{i}@example.com",
                "territory_manager" if i <= 4 else "account_manager", None) for i in range(1, 7)]
     fx = [("USD", "2025-01-01", "1"), ("EUR", "2025-01-01", "1.1"), ("EUR", "2026-01-01", "1.08")]
+    # A1's team: P5 60% / P6 40% until March, then P6 alone; P4 10% overlay throughout.
+    splits = [("A1", "P5", "ae", "primary", "60", None, "2026-03-01T00:00:00Z"),
+              ("A1", "P6", "ae", "primary", "40", None, "2026-03-01T00:00:00Z"),
+              ("A1", "P4", "specialist", "overlay", "10", None, None),
+              ("A1", "P6", "ae", "primary", "100", "2026-03-01T00:00:00Z", None)]
 
     def table(name: str, rows: list[tuple]) -> pa.Table:
         schema = REFERENCE_SCHEMAS[name]
@@ -77,6 +82,8 @@ def reference() -> dict[str, pa.Table]:
             if name == "fx_rates":
                 record["rate_date"] = dt.date.fromisoformat(record["rate_date"])
                 record["rate_to_reporting"] = Decimal(record["rate_to_reporting"])
+            if name == "account_splits":
+                record["percent"] = Decimal(record["percent"])
             dicts.append(record)
         return pa.Table.from_pylist(dicts, schema=schema)
 
@@ -88,6 +95,7 @@ def reference() -> dict[str, pa.Table]:
         "territory_managers": table("territory_managers", managers),
         "people": table("people", people),
         "fx_rates": table("fx_rates", fx),
+        "account_splits": table("account_splits", splits),
     }
 
 

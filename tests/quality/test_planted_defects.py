@@ -245,6 +245,18 @@ REFERENCE = [
         ("territory_managers_are_people",), "warning"),
     Defect("equally specific rules tie", "reference", _ref("territory_rules", _add(
         territory_id="US-NY", country="US", region="CA")), ("rule_ties_absent",), "critical"),
+    Defect("primary shares summing to 105", "reference", _ref("account_splits", _add(
+        account_id="A1", person_id="P3", role="ae", split_type="primary", percent=Decimal("5"),
+        valid_from="2026-02-01T00:00:00Z", valid_to=None)),
+        ("account_splits_primary_shares_sum_to_100",), "critical"),
+    Defect("overlay listed twice", "reference", _ref("account_splits", _dup(2)),
+           ("account_splits_no_overlap",), "warning"),
+    Defect("team of an unknown account", "reference", _ref("account_splits", _add(
+        account_id="A9", person_id="P5", role="ae", split_type="overlay", percent=Decimal("10"),
+        valid_from=None, valid_to=None)), ("account_splits_name_known_accounts",), "warning"),
+    Defect("split credit to nobody", "reference", _ref(
+        "account_splits", lambda t: c.set_value(t, "person_id", 2, "P9")),
+        ("account_splits_people_exist",), "warning"),
 ]
 
 DEFECTS = RAW + ENRICHED + VIEWS + RECONCILIATION + REFERENCE
