@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas.events import EVENT_TIME_TYPE
-from schemas.money import AMOUNT_TYPE, REPORTING_MONEY_TYPE
+from schemas.money import AMOUNT_TYPE, MONEY_SUM_TYPE, REPORTING_MONEY_TYPE
 from schemas.reference import DEFAULT_SPLIT_ROLE, PERCENT_TYPE, REFERENCE_SCHEMAS, UNASSIGNED
 
 ATTRIBUTION_STATUSES: tuple[str, ...] = (
@@ -189,6 +189,18 @@ SPLIT_CREDIT_SCHEMA = pa.schema(
         pa.field("booked_revenue", REPORTING_MONEY_TYPE, nullable=False),
         pa.field("pipeline_created", REPORTING_MONEY_TYPE, nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+# An event whose primary split credit does not sum to its measures (the ``published``
+# suite expects none).
+SPLIT_MISMATCH_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("booked_revenue", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("primary_booked_revenue", MONEY_SUM_TYPE),
+        pa.field("pipeline_created", REPORTING_MONEY_TYPE, nullable=False),
+        pa.field("primary_pipeline_created", MONEY_SUM_TYPE),
     ]
 )
 

@@ -61,8 +61,8 @@ from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
-from pipelines.rules.splits import SplitIndex, split_credit
-from schemas.outputs import create_table_sql
+from pipelines.rules.splits import SplitIndex, split_credit, split_mismatches
+from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA, create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
 FACTS = "attributed_events"
@@ -217,11 +217,12 @@ class Publication:
             if record is not None:
                 record(con, summary)
             if summary.status == "succeeded":  # before the commit: a crash after it finds it
-                facts = self._place_facts(staging, version)
-                self._place_splits(facts, version, reference)
+                self._place_facts(staging, version)
+                self._place_splits(staged_splits, version)
 
         publisher = self.publisher()
         started = time.perf_counter()
+        staged_splits: Path | None = None
         con = self._store_connection()
         try:
             unchanged = digest == _reference_hash_before(con)
@@ -229,6 +230,9 @@ class Publication:
                 **reference,
                 "restated_attribution": restated_attribution(reference, restated_at),
                 "fiscal_calendar": self.calendar.days()}
+            staged_splits, mismatches = self._stage_splits(staging, reference)
+            if part_files(staging, "dq_results"):  # checks on
+                self._stage_published_checks(staging, snapshot, mismatches)
             summary = publisher.publish(
                 staging, run, snapshot, record=record_version, con=con
             )
@@ -264,7 +268,7 @@ class Publication:
             return "SELECT NULL::VARCHAR AS event_id WHERE false"
         return f"SELECT * FROM read_parquet([{files}])"
 
-    def _place_facts(self, staging: str | Path, version: int) -> Path | None:
+    def _place_facts(self, staging: str | Path, version: int) -> None:
         """The run's staged facts as the version's part (invisible until its marker)."""
         files = part_files(staging, FACTS)
         target = self.layout.relation_dir(FACTS) / part_name(version, version)
@@ -278,37 +282,77 @@ class Publication:
                 self._write(con, f"SELECT {columns} FROM read_parquet({sources})", target)
             finally:
                 con.close()
-        return target if files else None
 
-    def _place_splits(self, facts: Path | None, version: int,
-                      reference: dict[str, pa.Table]) -> int:
-        """The split credit of the version's facts part as its ``split_credit`` part
-        (none when no fact's account has a team then); returns its rows. Read and split
+    def _stage_splits(self, staging: str | Path, reference: dict[str, pa.Table],
+                      ) -> tuple[Path | None, pa.Table]:
+        """The split credit of the run's staged facts, written beside them (None: no fact's
+        account had a team then), and the events whose primary shares do not sum to their
+        measures (``SPLIT_MISMATCH_SCHEMA``: none, unless the rule is wrong). Read and split
         in batches, so memory follows the batch, not the run."""
-        target = self.layout.relation_dir(SPLITS) / part_name(version, version)
-        target.unlink(missing_ok=True)  # a part left by a publication that never committed
+        target = Path(staging) / "_publication" / "split_credit.parquet"
+        target.unlink(missing_ok=True)
         splits = reference.get("account_splits")
-        if facts is None or splits is None or splits.num_rows == 0:
-            return 0
+        facts = part_files(staging, FACTS)
+        mismatches = [SPLIT_MISMATCH_SCHEMA.empty_table()]
+        if not facts or splits is None or splits.num_rows == 0:
+            return None, mismatches[0]
         index = SplitIndex.build(splits)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
         rows = 0
         writer = None
         try:
-            for batch in pq.ParquetFile(facts).iter_batches(
-                    batch_size=SPLIT_BATCH_ROWS, columns=list(SPLIT_FACT_COLUMNS)):
-                credit = split_credit(pa.Table.from_batches([batch]), index)
-                if credit.num_rows:
+            for path in facts:
+                for batch in pq.ParquetFile(path).iter_batches(
+                        batch_size=SPLIT_BATCH_ROWS, columns=list(SPLIT_FACT_COLUMNS)):
+                    table = pa.Table.from_batches([batch])
+                    credit = split_credit(table, index)
+                    if not credit.num_rows:
+                        continue
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, credit.schema)
                     writer.write_table(credit)
                     rows += credit.num_rows
+                    mismatches.append(split_mismatches(table, credit))
         finally:
             if writer is not None:
                 writer.close()
-        if rows:
-            os.replace(tmp, target)
-        return rows
+        if not rows:
+            return None, mismatches[0]
+        os.replace(tmp, target)
+        return target, pa.concat_tables(mismatches)
+
+    def _place_splits(self, staged: Path | None, version: int) -> None:
+        """The staged split credit as the version's part (invisible until its marker)."""
+        target = self.layout.relation_dir(SPLITS) / part_name(version, version)
+        if staged is None:
+            target.unlink(missing_ok=True)  # a part left by a publication that never committed
+        else:
+            os.replace(staged, target)
+
+    @staticmethod
+    def _stage_published_checks(staging: str | Path, snapshot: dict[str, pa.Table] | None,
+                                mismatches: pa.Table) -> None:
+        """Run the ``published`` suite on what this publication derives (the restated basis
+        and fiscal calendar only when they are recomputed) into the staged check results,
+        where the store's publisher finds them with the stages' results."""
+        from pipelines.quality.results import runner_module
+        from pipelines.quality.stage_frames import frames_from_tables
+        from pipelines.quality.suites import load_suite
+
+        derived = {name: (snapshot[name] if snapshot else schema.empty_table())
+                   for name, schema in DERIVED_SNAPSHOTS.items()}
+        frames = frames_from_tables("published", {**derived, "split_mismatches": mismatches})
+        results = runner_module("native").run_suite("publish", "published", frames)
+        if snapshot is None:  # the snapshot was checked when it was published
+            batches = {e.name: e.batch for e in load_suite("published").expectations}
+            keep = [batches[name] == "split_mismatches"
+                    for name in results["expectation"].to_pylist()]
+            results = results.filter(pa.array(keep))
+        target = Path(staging) / "dq_results" / "part-published.parquet"
+        tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
+        pq.write_table(results, tmp)
+        os.replace(tmp, target)
 
     def _store_connection(self) -> duckdb.DuckDBPyConnection:
         """The store, read-write, with memory bounded: publication runs after the pipeline

@@ -47,6 +47,7 @@ from schemas.outputs import (
     REVENUE_VIEWS,
     TERRITORY_REVENUE_SCHEMA,
 )
+from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA
 from schemas.reference import (
     OPTIONAL_REFERENCE_TABLES,
     REFERENCE_SCHEMAS,
@@ -84,6 +85,8 @@ INPUT_SCHEMAS: dict[str, pa.Schema] = {
     "account_manager_revenue": relaxed(ACCOUNT_MANAGER_REVENUE_SCHEMA),
     "reconciliation": relaxed(RECONCILIATION_SCHEMA),
     **{name: relaxed(schema) for name, schema in REFERENCE_SCHEMAS.items()},
+    **{name: relaxed(schema) for name, schema in DERIVED_SNAPSHOTS.items()},
+    "split_mismatches": relaxed(SPLIT_MISMATCH_SCHEMA),
 }
 
 # suite -> input -> reductions it needs.
@@ -98,6 +101,7 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "account_manager_revenue": ("daily",),
     },
     "reference": {table: ("rows",) for table in REFERENCE_TABLES},
+    "published": {name: ("rows",) for name in (*DERIVED_SNAPSHOTS, "split_mismatches")},
 }
 
 # suite -> frame -> the inputs whose rows it is built from (for sampling notes).
@@ -123,6 +127,12 @@ FRAME_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "split_overlaps": ("account_splits",),
         "split_unknown_accounts": ("account_splits", "accounts"),
         "split_unknown_people": ("account_splits", "people"),
+    },
+    "published": {
+        "restated_attribution": ("restated_attribution",),
+        "fiscal_calendar": ("fiscal_calendar",),
+        "fiscal_calendar_gaps": ("fiscal_calendar",),
+        "split_mismatches": ("split_mismatches",),
     },
 }
 
@@ -329,6 +339,18 @@ def reference_frames(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     }
 
 
+def calendar_gaps(calendar: pa.Table) -> pa.Table:
+    """Days missing from a ``fiscal_calendar`` between its first and last day, as rows
+    (``day``): a fiscal view would silently drop the revenue of such a day."""
+    days = pc.cast(calendar["day"], pa.int32()).to_numpy(zero_copy_only=False)
+    if days.size == 0:
+        return pa.table({"day": pa.array([], pa.date32())})
+    present = np.zeros(int(days.max() - days.min()) + 1, dtype=bool)
+    present[days - days.min()] = True
+    missing = np.flatnonzero(~present).astype(np.int32) + np.int32(days.min())
+    return pa.table({"day": pa.array(missing, pa.int32()).cast(pa.date32())})
+
+
 def build_frames(suite: str, reduced: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
     """Frames of ``suite`` from its reduced inputs (keys: ``reduced_name(input, kind)``)."""
     if suite == "raw_events":
@@ -349,6 +371,11 @@ def build_frames(suite: str, reduced: Mapping[str, pa.Table]) -> dict[str, pa.Ta
                                              reduced["account_manager_revenue:daily"])}
     if suite == "reference":
         return reference_frames(reduced)
+    if suite == "published":
+        return {"restated_attribution": reduced["restated_attribution"],
+                "fiscal_calendar": reduced["fiscal_calendar"],
+                "fiscal_calendar_gaps": calendar_gaps(reduced["fiscal_calendar"]),
+                "split_mismatches": reduced["split_mismatches"]}
     raise ValueError(f"unknown suite {suite!r}; known: {', '.join(INPUTS)}")
 
 

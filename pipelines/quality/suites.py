@@ -40,6 +40,7 @@ SUITES: tuple[str, ...] = (
     "account_manager_revenue",
     "reconciliation",
     "reference",
+    "published",
 )
 SEVERITIES: tuple[str, ...] = ("critical", "warning")
 PARAMETER_TYPES: tuple[str, ...] = ("timestamp", "number")

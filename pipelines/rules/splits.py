@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from pipelines.rules.asof import MAX_TIME, MIN_TIME, AsOfIndex, from_micros, to_micros
 from schemas.money import REPORTING_MONEY_TYPE
-from schemas.outputs import SPLIT_CREDIT_SCHEMA
+from schemas.outputs import SPLIT_CREDIT_SCHEMA, SPLIT_MISMATCH_SCHEMA
 from schemas.reference import DEFAULT_SPLIT_ROLE, PERCENT_TYPE
 
 UNITS_PER_PERCENT = 10**PERCENT_TYPE.scale
@@ -321,3 +321,26 @@ def split_credit(facts: pa.Table, index: SplitIndex) -> pa.Table:
         **measures,
         "run_id": facts["run_id"].take(take),
     }, schema=SPLIT_CREDIT_SCHEMA)
+
+
+def split_mismatches(facts: pa.Table, credit: pa.Table) -> pa.Table:
+    """Facts whose primary ``credit`` rows do not sum to their measures
+    (``SPLIT_MISMATCH_SCHEMA``; facts without credit rows are not compared)."""
+    primary = credit.filter(pc.equal(credit["split_type"], PRIMARY))
+    sums = primary.group_by("event_id").aggregate(
+        [(name, "sum") for name in SPLIT_MEASURES])
+    joined = facts.select(["event_id", *SPLIT_MEASURES]).join(sums, "event_id",
+                                                              join_type="inner")
+    differs = pc.or_(
+        pc.not_equal(joined["booked_revenue"].cast(pa.decimal128(38, 2)),
+                     joined["booked_revenue_sum"].cast(pa.decimal128(38, 2))),
+        pc.not_equal(joined["pipeline_created"].cast(pa.decimal128(38, 2)),
+                     joined["pipeline_created_sum"].cast(pa.decimal128(38, 2))))
+    bad = joined.filter(differs)
+    return pa.table({
+        "event_id": bad["event_id"],
+        "booked_revenue": bad["booked_revenue"],
+        "primary_booked_revenue": bad["booked_revenue_sum"].cast(pa.decimal128(38, 2)),
+        "pipeline_created": bad["pipeline_created"],
+        "primary_pipeline_created": bad["pipeline_created_sum"].cast(pa.decimal128(38, 2)),
+    }, schema=SPLIT_MISMATCH_SCHEMA)

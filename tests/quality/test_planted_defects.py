@@ -46,7 +46,23 @@ CLEAN: dict[str, Callable[[], dict[str, pa.Table]]] = {
     "account_manager_revenue": lambda: c.view_inputs("account_manager_revenue"),
     "reconciliation": c.reconciliation_inputs,
     "reference": c.reference,
+    "published": lambda: _published_inputs(),
 }
+
+
+def _published_inputs() -> dict[str, pa.Table]:
+    """What a publication derives from the clean reference: the restated basis, a
+    (two-year, 4-4-5) fiscal calendar, and no split mismatch."""
+    import datetime as dt
+
+    from pipelines.rules.fiscal_calendar import FiscalCalendar
+    from pipelines.rules.restate import restated_attribution
+    from schemas.outputs import SPLIT_MISMATCH_SCHEMA
+
+    restated = restated_attribution(c.reference(), dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    calendar = FiscalCalendar(kind="4-4-5", start_month=2).days()
+    return {"restated_attribution": restated, "fiscal_calendar": calendar,
+            "split_mismatches": SPLIT_MISMATCH_SCHEMA.empty_table()}
 
 
 # ------------------------------------------------------------------ raw events
@@ -259,7 +275,53 @@ REFERENCE = [
         ("account_splits_people_exist",), "warning"),
 ]
 
-DEFECTS = RAW + ENRICHED + VIEWS + RECONCILIATION + REFERENCE
+def _derived(name: str, change: Callable[[pa.Table], pa.Table],
+             ) -> Callable[[], dict[str, pa.Table]]:
+    def inputs() -> dict[str, pa.Table]:
+        tables = _published_inputs()
+        tables[name] = change(tables[name])
+        return tables
+    return inputs
+
+
+def _mismatch(t: pa.Table) -> pa.Table:
+    return c.add_rows(t, [{"event_id": "e02", "booked_revenue": Decimal("400.00"),
+                           "primary_booked_revenue": Decimal("399.99"),
+                           "pipeline_created": Decimal("0.00"),
+                           "primary_pipeline_created": Decimal("0.00")}])
+
+
+PUBLISHED = [
+    Defect("account restated twice", "published", _derived("restated_attribution", _dup(0)),
+           ("restated_one_credit_per_account",), "critical"),
+    Defect("restated account without manager", "published", _derived(
+        "restated_attribution", lambda t: c.set_value(t, "account_manager_id", 0, None)),
+        ("restated_account_manager_not_null",), "critical"),
+    Defect("restated account without territory manager", "published", _derived(
+        "restated_attribution", lambda t: c.set_value(t, "territory_manager_id", 1, None)),
+        ("restated_territory_manager_not_null",), "critical"),
+    Defect("restated status unknown", "published", _derived(
+        "restated_attribution", lambda t: c.set_value(t, "attribution_status", 0, "lost")),
+        ("restated_status_known",), "critical"),
+    Defect("calendar day twice", "published", _derived("fiscal_calendar", _dup(40)),
+           ("fiscal_calendar_day_unique",), "critical"),
+    Defect("fiscal period 13", "published", _derived(
+        "fiscal_calendar", lambda t: c.set_value(t, "fiscal_period", 3, 13)),
+        ("fiscal_period_in_range",), "critical"),
+    Defect("fiscal quarter 5", "published", _derived(
+        "fiscal_calendar", lambda t: c.set_value(t, "fiscal_quarter", 3, 5)),
+        ("fiscal_quarter_in_range",), "critical"),
+    Defect("fiscal week 0", "published", _derived(
+        "fiscal_calendar", lambda t: c.set_value(t, "fiscal_week", 3, 0)),
+        ("fiscal_week_in_range",), "critical"),
+    Defect("calendar day missing", "published", _derived(
+        "fiscal_calendar", lambda t: t.take(pa.array([i for i in range(t.num_rows) if i != 100]))),
+        ("fiscal_calendar_without_gaps",), "critical"),
+    Defect("split credit a cent short", "published", _derived("split_mismatches", _mismatch),
+           ("split_credit_ties_out",), "critical"),
+]
+
+DEFECTS = RAW + ENRICHED + VIEWS + RECONCILIATION + REFERENCE + PUBLISHED
 
 
 @pytest.mark.parametrize("suite", SUITES)
