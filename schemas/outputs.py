@@ -192,6 +192,20 @@ SPLIT_CREDIT_SCHEMA = pa.schema(
     ]
 )
 
+# The restated basis of the account teams: every account's team at the restate moment
+# (``pipelines.rules.splits.restated_teams``); a null person is the account's restated
+# account manager (the 100% default where only overlays are valid).
+RESTATED_SPLITS_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("person_id", pa.string()),
+        pa.field("role", pa.string()),
+        pa.field("split_type", pa.string(), nullable=False),
+        pa.field("percent", PERCENT_TYPE, nullable=False),
+        pa.field("as_of", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
 # An event whose primary split credit does not sum to its measures (the ``published``
 # suite expects none).
 SPLIT_MISMATCH_SCHEMA = pa.schema(
@@ -209,6 +223,7 @@ SPLIT_MISMATCH_SCHEMA = pa.schema(
 DERIVED_SNAPSHOTS: dict[str, pa.Schema] = {
     "restated_attribution": RESTATED_ATTRIBUTION_SCHEMA,
     "fiscal_calendar": FISCAL_CALENDAR_SCHEMA,
+    "restated_splits": RESTATED_SPLITS_SCHEMA,
 }
 BASES: tuple[str, ...] = ("as_booked", "restated")
 
@@ -417,36 +432,109 @@ SELECT f.account_manager_id, '{DEFAULT_SPLIT_ROLE}', 'primary', f.day, f.event_i
        f.event_type, f.booked_revenue, f.pipeline_created
 FROM attributed_events f ANTI JOIN split_credit s USING (event_id)"""
 
+_UNITS_PER_PERCENT = 10**PERCENT_TYPE.scale
+_WHOLE = 100 * _UNITS_PER_PERCENT
 
-def split_view_sql() -> list[str]:
-    """``split_revenue`` (per person, role, split type and day: booked revenue, pipeline
-    created, refunds, events), its ``_fiscal`` form, and ``reconciliation_splits``: per
-    day, the facts' booked revenue against the primary split total (equal to the cent)
-    and the overlay credit given in addition."""
-    return [
-        f"""CREATE OR REPLACE VIEW split_revenue AS
+
+def _restated_split_credit_sql() -> str:
+    """``split_credit_restated``: every fact split by its account's team at the restate
+    moment (``restated_splits``), the same rule as ``pipelines.rules.splits`` in SQL:
+    largest remainder over the primary units in integer cents (ties: person, role; the
+    default member first), overlays half-even, negative amounts split by magnitude."""
+    cents = {m: f"CAST(abs(f.{m}) * 100 AS HUGEINT)" for m in ("booked_revenue",
+                                                                 "pipeline_created")}
+    sign = {m: f"(CASE WHEN {m} < 0 THEN -1 ELSE 1 END)" for m in cents}
+    shares, overlays, ranks = [], [], []
+    for m in cents:
+        ranks.append(f"""{m}_cents - sum({m}_cents * units // total) OVER (PARTITION BY event_id)
+                 AS {m}_left,
+               row_number() OVER (PARTITION BY event_id ORDER BY {m}_cents * units % total DESC,
+                                  person_sort, role_sort) AS {m}_rank""")
+        shares.append(f"""CAST(CAST({sign[m]} * ({m}_cents * units // total
+                     + CASE WHEN {m}_rank <= {m}_left THEN 1 ELSE 0 END) AS DECIMAL(38, 0))
+                * 0.01 AS {_MONEY}) AS {m}""")
+        q, r = f"({m}_cents * units // {_WHOLE})", f"({m}_cents * units % {_WHOLE})"
+        overlays.append(f"""CAST(CAST({sign[m]} * ({q} + CASE WHEN 2 * {r} > {_WHOLE}
+                 OR (2 * {r} = {_WHOLE} AND {q} % 2 = 1) THEN 1 ELSE 0 END) AS DECIMAL(38, 0))
+                * 0.01 AS {_MONEY}) AS {m}""")
+    members = f"""SELECT f.event_id, f.event_type, f.day, f.account_id,
+       f.booked_revenue, f.pipeline_created,
+       coalesce(s.person_id, r.account_manager_id, '{UNASSIGNED}') AS person_id, s.role,
+       s.split_type, s.percent, CAST(s.percent * {_UNITS_PER_PERCENT} AS BIGINT) AS units,
+       sum(CAST(s.percent * {_UNITS_PER_PERCENT} AS BIGINT))
+           FILTER (WHERE s.split_type = 'primary') OVER (PARTITION BY f.event_id) AS total,
+       coalesce(s.person_id, '') AS person_sort, coalesce(s.role, '') AS role_sort,
+       {cents["booked_revenue"]} AS booked_revenue_cents,
+       {cents["pipeline_created"]} AS pipeline_created_cents
+FROM attributed_events f JOIN restated_splits s USING (account_id)
+LEFT JOIN restated_attribution r USING (account_id)"""
+    columns = "event_id, event_type, day, account_id, person_id, role, split_type, percent"
+    return f"""CREATE OR REPLACE VIEW split_credit_restated AS
+WITH m AS ({members}),
+     p AS (SELECT *, {", ".join(ranks)} FROM m WHERE split_type = 'primary')
+SELECT {columns}, {", ".join(shares)} FROM p
+UNION ALL
+SELECT {columns}, {", ".join(overlays)} FROM m WHERE split_type = 'overlay'"""
+
+
+def _split_revenue_sql(name: str, rows: str) -> str:
+    return f"""CREATE OR REPLACE VIEW {name} AS
 SELECT person_id, role, split_type, day,
        CAST(SUM(booked_revenue) AS {_MONEY}) AS booked_revenue,
        CAST(SUM(pipeline_created) AS {_MONEY}) AS pipeline_created,
        CAST(SUM(CASE WHEN event_type = 'deal_refunded' THEN -booked_revenue ELSE 0 END)
             AS {_MONEY}) AS refunds,
        count(*) AS events
-FROM ({_SPLIT_ROWS}) GROUP BY ALL""",
-        f"""CREATE OR REPLACE VIEW split_revenue_fiscal AS
+FROM ({rows}) GROUP BY ALL"""
+
+
+def _split_fiscal_sql(view: str) -> str:
+    return f"""CREATE OR REPLACE VIEW {view}_fiscal AS
 SELECT v.person_id, v.role, v.split_type, c.fiscal_year, c.fiscal_quarter, c.fiscal_period,
        c.period_start, CAST(SUM(v.booked_revenue) AS {_MONEY}) AS booked_revenue,
        CAST(SUM(v.pipeline_created) AS {_MONEY}) AS pipeline_created,
        CAST(SUM(v.refunds) AS {_MONEY}) AS refunds, CAST(SUM(v.events) AS BIGINT) AS events
-FROM split_revenue v JOIN fiscal_calendar c USING (day) GROUP BY ALL""",
-        f"""CREATE OR REPLACE VIEW reconciliation_splits AS
+FROM {view} v JOIN fiscal_calendar c USING (day) GROUP BY ALL"""
+
+
+def _split_reconciliation_sql(name: str, view: str) -> str:
+    return f"""CREATE OR REPLACE VIEW {name} AS
 WITH facts AS (SELECT day, SUM(booked_revenue) AS total FROM attributed_events GROUP BY day),
      split AS (SELECT day,
                       SUM(booked_revenue) FILTER (WHERE split_type = 'primary') AS primary_total,
                       SUM(booked_revenue) FILTER (WHERE split_type = 'overlay') AS overlay_total
-               FROM split_revenue GROUP BY day)
+               FROM {view} GROUP BY day)
 SELECT day, CAST(f.total AS {_MONEY}) AS events_total,
        CAST(coalesce(s.primary_total, 0) AS {_MONEY}) AS primary_total,
        CAST(coalesce(s.overlay_total, 0) AS {_MONEY}) AS overlay_total,
        f.total = coalesce(s.primary_total, 0) AS balanced
-FROM facts f LEFT JOIN split s USING (day)""",
+FROM facts f LEFT JOIN split s USING (day)"""
+
+
+# The restated basis of the teams: the restated split credit, plus the facts of accounts
+# without a team then, wholly their restated account manager's.
+_RESTATED_SPLIT_ROWS = f"""SELECT person_id, role, split_type, day, event_id, event_type,
+       booked_revenue, pipeline_created FROM split_credit_restated
+UNION ALL
+SELECT coalesce(r.account_manager_id, '{UNASSIGNED}'), '{DEFAULT_SPLIT_ROLE}', 'primary',
+       f.day, f.event_id, f.event_type, f.booked_revenue, f.pipeline_created
+FROM attributed_events f LEFT JOIN restated_attribution r USING (account_id)
+WHERE f.account_id NOT IN (SELECT account_id FROM restated_splits)"""
+
+
+def split_view_sql() -> list[str]:
+    """Both bases of the account-team credit: ``split_revenue`` (booked) and
+    ``split_revenue_restated`` (per person, role, split type and day: booked revenue,
+    pipeline created, refunds, events), their ``_fiscal`` forms, the restated
+    ``split_credit_restated`` per event, and ``reconciliation_splits`` /
+    ``reconciliation_splits_restated``: per day, the facts' booked revenue against the
+    primary split total (equal to the cent) and the overlay credit given in addition."""
+    return [
+        _split_revenue_sql("split_revenue", _SPLIT_ROWS),
+        _split_fiscal_sql("split_revenue"),
+        _split_reconciliation_sql("reconciliation_splits", "split_revenue"),
+        _restated_split_credit_sql(),
+        _split_revenue_sql("split_revenue_restated", _RESTATED_SPLIT_ROWS),
+        _split_fiscal_sql("split_revenue_restated"),
+        _split_reconciliation_sql("reconciliation_splits_restated", "split_revenue_restated"),
     ]

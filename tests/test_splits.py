@@ -200,3 +200,37 @@ def test_primary_shares_that_do_not_sum_to_100_stop_the_run_naming_the_check(tmp
         ("reference", "account_splits_primary_shares_sum_to_100", "critical")]
     assert not query(db, "SELECT * FROM split_credit")
     assert not query(db, "SELECT * FROM attributed_events")
+
+
+def test_the_restated_split_view_is_the_rule_applied_at_the_restate_moment(published):
+    """``split_credit_restated`` (SQL) equals ``rules.splits.split_credit`` (Arrow) on
+    every fact moved to the restate moment and credited to its restated manager."""
+    from pipelines.io.reference_loader import load_reference
+    from pipelines.rules.splits import SplitIndex, split_credit
+
+    _, reference, db = published
+    with duckdb.connect(str(db), read_only=True) as con:
+        facts = con.sql("""
+            SELECT f.event_id, f.event_type, r.as_of AS event_time, f.day, f.account_id,
+                   coalesce(r.account_manager_id, 'UNASSIGNED') AS account_manager_id,
+                   f.booked_revenue, f.pipeline_created, f.run_id
+            FROM attributed_events f LEFT JOIN restated_attribution r USING (account_id)
+            WHERE f.account_id IN (SELECT account_id FROM restated_splits)""").to_arrow_table()
+        view = con.execute("""SELECT event_id, person_id, role, split_type, percent,
+                                     booked_revenue, pipeline_created
+                              FROM split_credit_restated ORDER BY ALL""").fetchall()
+        restated_total, booked_total = con.execute(
+            "SELECT (SELECT sum(booked_revenue) FROM split_revenue_restated "
+            "        WHERE split_type = 'primary'), "
+            "(SELECT sum(booked_revenue) FROM attributed_events)").fetchall()[0]
+        unbalanced = con.execute("SELECT count(*) FROM reconciliation_splits_restated "
+                                 "WHERE NOT balanced").fetchall()[0][0]
+    expected = split_credit(facts, SplitIndex.build(load_reference(reference)["account_splits"]))
+    columns = ["event_id", "person_id", "role", "split_type", "percent", "booked_revenue",
+               "pipeline_created"]
+    rows = sorted(zip(*(expected[c].to_pylist() for c in columns), strict=True),
+                  key=lambda r: tuple("" if v is None else str(v) for v in r))
+    assert len(view) == len(rows) > 100
+    key = lambda r: tuple("" if v is None else str(v) for v in r)  # noqa: E731
+    assert sorted(view, key=key) == rows
+    assert restated_total == booked_total and unbalanced == 0

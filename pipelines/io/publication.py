@@ -56,12 +56,13 @@ from pipelines.io.catalog import (
 )
 from pipelines.io.duckdb_publisher import DuckDBPublisher, RunInfo, RunSummary, connect
 from pipelines.io.duckdb_sql import fetch_all, literal, table_names
+from pipelines.io.reference_loader import with_optional_tables
 from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
-from pipelines.rules.splits import SplitIndex, split_credit, split_mismatches
+from pipelines.rules.splits import SplitIndex, restated_teams, split_credit, split_mismatches
 from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA, create_table_sql
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
@@ -229,6 +230,8 @@ class Publication:
             snapshot = None if unchanged else {
                 **reference,
                 "restated_attribution": restated_attribution(reference, restated_at),
+                "restated_splits": restated_teams(
+                    with_optional_tables(reference)["account_splits"], restated_at),
                 "fiscal_calendar": self.calendar.days()}
             staged_splits, mismatches = self._stage_splits(staging, reference)
             if part_files(staging, "dq_results"):  # checks on

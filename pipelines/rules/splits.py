@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from pipelines.rules.asof import MAX_TIME, MIN_TIME, AsOfIndex, from_micros, to_micros
 from schemas.money import REPORTING_MONEY_TYPE
-from schemas.outputs import SPLIT_CREDIT_SCHEMA, SPLIT_MISMATCH_SCHEMA
+from schemas.outputs import RESTATED_SPLITS_SCHEMA, SPLIT_CREDIT_SCHEMA, SPLIT_MISMATCH_SCHEMA
 from schemas.reference import DEFAULT_SPLIT_ROLE, PERCENT_TYPE
 
 UNITS_PER_PERCENT = 10**PERCENT_TYPE.scale
@@ -344,3 +344,34 @@ def split_mismatches(facts: pa.Table, credit: pa.Table) -> pa.Table:
         "pipeline_created": bad["pipeline_created"],
         "primary_pipeline_created": bad["pipeline_created_sum"].cast(pa.decimal128(38, 2)),
     }, schema=SPLIT_MISMATCH_SCHEMA)
+
+
+def restated_teams(account_splits: pa.Table, as_of: pa.Scalar | object) -> pa.Table:
+    """Every account's team at ``as_of`` (``RESTATED_SPLITS_SCHEMA``, members in the
+    rule's order; a null person is the account manager's default member): what the
+    restated basis splits each event of the account by."""
+    index = SplitIndex.build(account_splits)
+    accounts = index.timeline.keys
+    moment = pa.scalar(as_of, pa.timestamp("us", tz="UTC"))
+    if index.empty:
+        return RESTATED_SPLITS_SCHEMA.empty_table()
+    codes = index.timeline.lookup_codes(
+        np.arange(len(accounts), dtype=np.int64),
+        to_micros(pa.repeat(moment, len(accounts)), MAX_TIME))
+    teams = index.team_of_value[codes]
+    has = np.flatnonzero(teams >= 0)
+    teams = teams[has]
+    first = index.member_first[teams]
+    sizes = index.member_first[teams + 1] - first
+    owner = np.repeat(np.arange(has.size), sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if has.size else np.zeros(0, int)
+    member = np.arange(owner.shape[0]) - starts[owner] + first[owner]
+    take = pa.array(member, pa.int64())
+    return pa.table({
+        "account_id": accounts.take(pa.array(has[owner], pa.int64())),
+        "person_id": index.member_person.take(take),
+        "role": index.member_role.take(take),
+        "split_type": pc.if_else(pa.array(index.member_overlay[member]), OVERLAY, PRIMARY),
+        "percent": units_decimal(index.member_units[member], PERCENT_TYPE),
+        "as_of": pa.repeat(moment, owner.shape[0]),
+    }, schema=RESTATED_SPLITS_SCHEMA)

@@ -59,9 +59,13 @@ def _published_inputs() -> dict[str, pa.Table]:
     from pipelines.rules.restate import restated_attribution
     from schemas.outputs import SPLIT_MISMATCH_SCHEMA
 
-    restated = restated_attribution(c.reference(), dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    from pipelines.rules.splits import restated_teams
+
+    moment = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    restated = restated_attribution(c.reference(), moment)
     calendar = FiscalCalendar(kind="4-4-5", start_month=2).days()
     return {"restated_attribution": restated, "fiscal_calendar": calendar,
+            "restated_splits": restated_teams(c.reference()["account_splits"], moment),
             "split_mismatches": SPLIT_MISMATCH_SCHEMA.empty_table()}
 
 

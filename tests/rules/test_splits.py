@@ -183,3 +183,24 @@ def test_largest_remainder_shares_sum_to_the_amount_and_each_is_within_a_cent(am
 def test_half_even_overlay_rounding(amount, units, expected):
     got = half_even_shares(np.abs(np.array([amount])), np.array([units]))
     assert int(got[0]) * (1 if amount >= 0 else -1) == expected
+
+
+def test_restated_teams_are_the_members_valid_at_the_moment_in_rule_order():
+    from pipelines.rules.splits import restated_teams
+
+    table = splits(("A", "P2", "ae", "primary", "50", None, T1),
+                   ("A", "P1", "ae", "primary", "50", None, T1),
+                   ("A", "P9", "specialist", "overlay", "10", None, None),
+                   ("B", "P3", "ae", "primary", "100", T1, None))
+    before = restated_teams(table, T0)
+    assert list(zip(before["account_id"].to_pylist(), before["person_id"].to_pylist(),
+                    before["split_type"].to_pylist(), strict=True)) == [
+        ("A", "P1", "primary"), ("A", "P2", "primary"), ("A", "P9", "overlay")]
+    after = restated_teams(table, T1)
+    # A keeps only its overlay: the account manager's default member (null person) leads.
+    assert list(zip(after["account_id"].to_pylist(), after["person_id"].to_pylist(),
+                    after["role"].to_pylist(), after["percent"].to_pylist(), strict=True)) == [
+        ("A", None, "account_manager", Decimal("100.0000")),
+        ("A", "P9", "specialist", Decimal("10.0000")), ("B", "P3", "ae", Decimal("100.0000"))]
+    assert set(after["as_of"].to_pylist()) == {T1}
+    assert restated_teams(splits(), T0).num_rows == 0
