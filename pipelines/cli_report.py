@@ -8,6 +8,7 @@ an SMTP server that cannot be used. Heavy imports happen inside the command.
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from pipelines.errors import UserError
 from pipelines.reports.inert import header_text
 
 EXIT_INCOMPLETE = 1  # a report or a mail could not be delivered
+# docs/contract.md "Two bases" (as pipelines.reports.data.BASES; no heavy import here).
+Basis = enum.Enum("Basis", {b: b for b in ("as_booked", "restated")}, type=str)
+AS_BOOKED = Basis("as_booked")  # the default
 
 
 def report_command(
@@ -34,10 +38,19 @@ def report_command(
     period: Annotated[
         str | None,
         typer.Option(
-            help="2026 (year), 2026-Q1 (calendar quarter) or 2026-03 (month); "
-            "default: the latest month with events."
+            help="2026 (year), 2026-Q1 (calendar quarter) or 2026-03 (month), or FY2027 "
+            "(fiscal year), FY2027-Q1 (fiscal quarter) or FY2027-P03 (fiscal period) of the "
+            "published fiscal_calendar; default: the latest month with events."
         ),
     ] = None,
+    basis: Annotated[
+        Basis,
+        typer.Option(
+            help="as_booked: each event credited as of its own time; restated: credited "
+            "under the assignments at the restated basis's as-of date (`revattr restate`), "
+            "with what moved in and out."
+        ),
+    ] = AS_BOOKED,
     manager: Annotated[
         str | None, typer.Option(help="Only this person_id (territory and/or account manager).")
     ] = None,
@@ -71,17 +84,17 @@ def report_command(
     Account managers: the events on accounts assigned to them. Plus index.html.
     """
     from pipelines.reports import mail
-    from pipelines.reports.periods import parse_period
+    from pipelines.reports.periods import parse_label
     from pipelines.reports.render import TITLES, write_reports
 
     try:
-        chosen = parse_period(period) if period else None
+        chosen = parse_label(period) if period else None
     except ValueError as error:
         fail(UserError(str(error)))
     started = time.perf_counter()
     try:
         with Progress("Opening the database") as progress:
-            result = write_reports(db, out, chosen, manager, progress=progress)
+            result = write_reports(db, out, chosen, manager, progress=progress, basis=basis.value)
     except UserError as error:
         fail(error)
     seconds = time.perf_counter() - started
@@ -92,6 +105,9 @@ def report_command(
     table.add_column(style="bold")
     table.add_column()
     table.add_row("period", f"{result.period.label} ({result.period.span})")
+    if result.period.calendar:
+        table.add_row("fiscal calendar", escape(result.period.calendar))
+    table.add_row("basis", result.basis_text)
     for kind in ("territory_manager", "account_manager"):
         n = sum(1 for r in result.written if r.kind == kind)
         table.add_row(f"{TITLES[kind].lower()} reports", f"{n:,}")

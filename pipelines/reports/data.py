@@ -36,9 +36,22 @@ Scope (who may see which rows; see docs/reports.md):
 "Active in the period" means a ``territory_managers`` row (territory managers)
 or an ``account_assignments`` row (account managers) overlapping the period.
 
+On the **restated** basis (``--basis restated``, docs/contract.md "Two bases") the
+same rules are applied to the restated credit of ``restated_attribution``, at its
+``as_of`` moment instead of each event's time:
+
+* **Territory manager M**: the events whose account's restated territory is, or lies
+  below, a territory M manages at ``as_of`` (a ``territory_managers`` row holding it).
+* **Account manager A**: the events whose account ``restated_attribution`` credits to A.
+* **Moves** (current period only): the events that entered M's or A's scope with the
+  restatement (``moved_in``, from their booked-basis holder) or left it (``moved_out``,
+  to their restated holder), where "booked" is the booked-basis scope above. So a
+  restated report equals the booked report + moved in - moved out, and a manager only
+  sees a moved-out event they were entitled to on the booked basis.
+
 All of it is decided in ``ReportData._build_scope`` (tables ``grants`` and
-``report_scope``); the per-report queries read only those, through ``cur`` and
-``cur_grants``.
+``report_scope``); the per-report queries read only those, through ``cur``,
+``cur_moves`` and ``cur_grants``.
 """
 
 from __future__ import annotations
@@ -52,9 +65,11 @@ from pathlib import Path
 import duckdb
 
 from pipelines.errors import UserError
-from pipelines.reports.periods import Period, month_of
+from pipelines.reports.periods import FiscalLabel, FiscalPeriod, Period, month_of
 
 UNASSIGNED = "UNASSIGNED"
+BASES = ("as_booked", "restated")  # as schemas.outputs.BASES
+MOVES = ("moved_in", "moved_out")
 REQUIRED = (
     "attributed_events",
     "accounts",
@@ -99,6 +114,8 @@ CSV_COLUMNS = (
     "created_deals",
     "refunds",
 )
+# The restated basis adds who an event moved from (moved_in) or to (moved_out).
+RESTATED_CSV_COLUMNS = (*CSV_COLUMNS, "other_manager_id", "other_manager_name")
 
 _MEASURES = """
     count(*) AS events,
@@ -168,7 +185,7 @@ class ManagerReport:
 
     kind: str
     person: Person
-    period: Period
+    period: Period | FiscalPeriod
     current: Measures
     comparisons: list[Comparison]
     series: list[tuple[dt.date, Decimal]]  # booked revenue per chart bucket
@@ -188,6 +205,19 @@ class ManagerReport:
     months: list[dt.date] = field(default_factory=list)
     by_territory: list[dict] = field(default_factory=list)
     recredited: int = 0  # current events published with another account manager's credit
+    # the basis: as_booked, or restated as of ``as_of`` with the moves that explain it
+    basis: str = "as_booked"
+    as_of: dt.datetime | None = None
+    moves: list[dict] = field(default_factory=list)  # per (direction, account, other manager)
+    moved_in: Measures = field(default_factory=Measures)
+    moved_out: Measures = field(default_factory=Measures)
+    csv_columns: tuple[str, ...] = CSV_COLUMNS
+
+    @property
+    def booked_basis(self) -> Decimal:
+        """Restated: the booked revenue of the same manager and period on the as_booked
+        basis (restated - moved in + moved out)."""
+        return self.current.booked - self.moved_in.booked + self.moved_out.booked
 
     @property
     def folder(self) -> str:
@@ -237,7 +267,10 @@ class ReportData:
                 hint="run `revattr run` into it first",
             )
         self.has_runs = "pipeline_runs" in present
-        self.period: Period | None = None
+        self.present = present
+        self.period: Period | FiscalPeriod | None = None
+        self.basis = "as_booked"
+        self.as_of: dt.datetime | None = None
 
     # ------------------------------------------------------------------ basics
 
@@ -273,11 +306,102 @@ class ReportData:
         ).fetchall()
         return rows[0][0] if rows else None
 
+    def restated_as_of(self) -> dt.datetime:
+        """The ``as_of`` of the published restated basis; UserError without one."""
+        rows = (
+            self.con.execute("SELECT max(as_of) FROM pub.restated_attribution").fetchall()
+            if "restated_attribution" in self.present
+            else []
+        )
+        if not rows or rows[0][0] is None:
+            raise UserError(
+                "the database has no restated basis (restated_attribution)",
+                where=str(self.db),
+                hint="publish one with `revattr run ... --restate-as-of DATE` or "
+                "`revattr restate`, or use --basis as_booked",
+            )
+        return rows[0][0]
+
+    def fiscal_period(self, label: FiscalLabel) -> FiscalPeriod:
+        """``label`` resolved to its days in the published ``fiscal_calendar``, with its
+        previous period and the same period a fiscal year earlier; UserError if the
+        calendar does not have it."""
+        if "fiscal_calendar" not in self.present:
+            raise UserError(
+                f"unknown period {label.label!r}: the database has no fiscal_calendar",
+                where=str(self.db),
+                hint="re-run `revattr run` to publish it, or use a calendar period (2026-Q1)",
+            )
+        calendar, first, last = self.con.execute(
+            """WITH years AS (
+                   SELECT fiscal_year, min(day) = min(year_start) AS whole
+                   FROM pub.fiscal_calendar GROUP BY fiscal_year)
+               SELECT (SELECT min(calendar) FROM pub.fiscal_calendar),
+                      min(fiscal_year) FILTER (WHERE whole),
+                      -- the last year may be cut at the calendar's last day
+                      max(fiscal_year) FILTER (WHERE whole) - 1
+               FROM years"""
+        ).fetchone()
+        missing = None
+        resolved = []
+        for wanted in (label, label.previous(), label.year_ago()):
+            found = self._fiscal(wanted) if first <= wanted.fiscal_year <= last else None
+            if found is None:
+                missing = wanted
+                break
+            resolved.append(found)
+        if missing is not None:
+            what = "" if missing == label else f" (its comparison period {missing.label})"
+            raise UserError(
+                f"unknown period {label.label!r}{what}: not in the published fiscal_calendar "
+                f"({calendar}, FY{first}–FY{last})",
+                hint="use a year (2026), quarter (2026-Q1) or month (2026-03), or a fiscal "
+                "year (FY2027), quarter (FY2027-Q1) or period (FY2027-P03)",
+            )
+        main, previous, year_ago = resolved
+        return FiscalPeriod(
+            main.kind,
+            main.fiscal_year,
+            main.index,
+            main.start,
+            main.end,
+            main.periods,
+            calendar,
+            prev=previous,
+            ago=year_ago,
+        )
+
+    def _fiscal(self, label: FiscalLabel) -> FiscalPeriod | None:
+        column = {"quarter": "fiscal_quarter", "period": "fiscal_period"}.get(label.kind)
+        where = "fiscal_year = ?" + (f" AND {column} = ?" if column else "")
+        params = [label.fiscal_year, *([label.index] if column else [])]
+        rows = self.con.execute(
+            f"""SELECT period_start, min(fiscal_period), min(day), max(day), count(*)
+                FROM pub.fiscal_calendar WHERE {where} GROUP BY period_start ORDER BY 1""",
+            params,
+        ).fetchall()
+        if not rows:
+            return None
+        start, end = rows[0][2], rows[-1][3] + dt.timedelta(days=1)
+        if sum(r[4] for r in rows) != (end - start).days:
+            raise UserError(
+                f"the published fiscal_calendar has gaps in {label.label}",
+                where=str(self.db),
+                hint="re-run `revattr run` to publish it again",
+            )
+        periods = tuple((r[0], r[1]) for r in rows)
+        return FiscalPeriod(label.kind, label.fiscal_year, label.index, start, end, periods)
+
     # ------------------------------------------------------------------ preparation
 
-    def prepare(self, period: Period) -> None:
-        """Build the scratch tables for ``period``: windows, lookups, the scope, report rows."""
+    def prepare(self, period: Period | FiscalPeriod, basis: str = "as_booked") -> None:
+        """Build the scratch tables for ``period`` on ``basis`` (``as_booked`` or
+        ``restated``): windows, lookups, the scope, report rows."""
+        if basis not in BASES:
+            raise UserError(f"unknown basis {basis!r}", hint="use as_booked or restated")
         self.period = period
+        self.basis = basis
+        self.as_of = self.restated_as_of() if basis == "restated" else None
         self._windows(period)
         self._lookups()
         self._build_scope()
@@ -346,20 +470,30 @@ class ReportData:
         """The one place that decides who sees what (docs/reports.md, "Scope").
 
         * ``grants``: the tenures (territory managers) and assignments (account
-          managers) that entitle a manager, as published in the reference snapshot;
+          managers) that entitle a manager: on the as_booked basis as published in the
+          reference snapshot, with their validity; on the restated basis the tenures
+          holding ``as_of`` and the accounts ``restated_attribution`` credits, valid for
+          every event;
         * ``report_scope``: the events each manager may see, per period role, derived
           from ``grants`` alone: (kind, manager_id, role, scope, event_id,
-          managed_territory, child_territory).
+          managed_territory, child_territory, other_manager_id); on the restated basis
+          also the current period's moves between the two bases (scope ``moved_in`` /
+          ``moved_out``, ``other_manager_id`` the holder on the other basis);
+        * ``ev_basis``: the windows' events with the credit of the basis (on the restated
+          basis: territory, territory manager, account manager and status of
+          ``restated_attribution``; an account it does not know is unassigned).
 
         An account manager's events are found through the assignments, never through
         the published ``account_manager_id``: facts attributed under an earlier
         reference snapshot keep their old credit, and trusting it showed accounts to
-        managers they were never assigned to (issue 12). Every later query reads these
-        two tables (through ``cur`` / ``cur_grants``), nothing else of the reference.
+        managers they were never assigned to (issue 12). Moves compare the two bases'
+        scopes, not the published credit, for the same reason. Every later query reads
+        these tables (through ``cur`` / ``cur_moves`` / ``cur_grants``), nothing else of
+        the reference.
         """
         con = self.con
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE grants AS
+            CREATE OR REPLACE TEMP TABLE grants_as_booked AS
             SELECT 'territory_manager' AS kind, manager_id, territory_id AS object_id,
                    valid_from, valid_to
             FROM pub.territory_managers
@@ -368,33 +502,105 @@ class ReportData:
             SELECT 'account_manager', account_manager_id, account_id, valid_from, valid_to
             FROM pub.account_assignments
             WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'""")
+        self._scope_of("ev", "grants_as_booked", "scope_as_booked")
+        if self.basis == "as_booked":
+            con.execute("CREATE OR REPLACE TEMP TABLE grants AS SELECT * FROM grants_as_booked")
+            con.execute("CREATE OR REPLACE TEMP VIEW ev_basis AS SELECT * FROM ev")
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE report_scope AS
+                SELECT *, CAST(NULL AS VARCHAR) AS other_manager_id FROM scope_as_booked""")
+            return
+        assert self.as_of is not None
+        as_of = f"TIMESTAMPTZ '{self.as_of.isoformat()}'"
+        # One row per account (published one per account; min() keeps it deterministic).
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE restated AS
+            SELECT account_id, min(account_manager_id) AS account_manager_id,
+                   min(territory_id) AS territory_id,
+                   min(territory_manager_id) AS territory_manager_id,
+                   min(attribution_status) AS attribution_status
+            FROM pub.restated_attribution GROUP BY account_id""")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE ev_restated AS
+            SELECT ev.* REPLACE (
+                       coalesce(r.account_manager_id, '{UNASSIGNED}') AS account_manager_id,
+                       coalesce(r.territory_id, '{UNASSIGNED}') AS territory_id,
+                       coalesce(r.territory_manager_id, '{UNASSIGNED}') AS territory_manager_id,
+                       coalesce(r.attribution_status, 'unknown_account') AS attribution_status)
+            FROM ev LEFT JOIN restated r ON r.account_id = ev.account_id""")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE grants AS
+            SELECT 'territory_manager' AS kind, manager_id, territory_id AS object_id,
+                   CAST(NULL AS TIMESTAMPTZ) AS valid_from, CAST(NULL AS TIMESTAMPTZ) AS valid_to
+            FROM pub.territory_managers t
+            WHERE manager_id IS NOT NULL AND manager_id <> '{UNASSIGNED}'
+              AND {_holds("t", as_of)}
+            UNION ALL
+            SELECT 'account_manager', account_manager_id, account_id, NULL, NULL
+            FROM restated
+            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'""")
+        self._scope_of("ev_restated", "grants", "scope_restated")
+        con.execute("CREATE OR REPLACE TEMP VIEW ev_basis AS SELECT * FROM ev_restated")
+        same = """s.kind = o.kind AND s.manager_id = o.manager_id AND s.role = o.role
+                  AND s.scope = o.scope AND s.event_id = o.event_id"""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE report_scope AS
+            SELECT *, CAST(NULL AS VARCHAR) AS other_manager_id FROM scope_restated
+            UNION ALL
+            -- moved in: in the restated scope, not in the booked one; from its booked holder
+            SELECT s.kind, s.manager_id, s.role, 'moved_in', s.event_id, s.managed_territory,
+                   s.child_territory,
+                   CASE s.kind WHEN 'account_manager' THEN coalesce(b.manager_id, '{UNASSIGNED}')
+                        ELSE e.territory_manager_id END
+            FROM scope_restated s
+            JOIN ev e ON e.event_id = s.event_id AND e.role = s.role
+            LEFT JOIN scope_as_booked b ON b.kind = 'account_manager' AND b.scope = 'account'
+             AND b.event_id = s.event_id AND b.role = s.role
+            WHERE s.role = 'current' AND s.scope IN ('territory', 'account')
+              AND NOT EXISTS (SELECT 1 FROM scope_as_booked o WHERE {same})
+            UNION ALL
+            -- moved out: in the booked scope, not in the restated one; to its restated holder
+            SELECT s.kind, s.manager_id, s.role, 'moved_out', s.event_id, s.managed_territory,
+                   s.child_territory,
+                   CASE s.kind WHEN 'account_manager' THEN x.account_manager_id
+                        ELSE x.territory_manager_id END
+            FROM scope_as_booked s
+            JOIN ev_restated x ON x.event_id = s.event_id AND x.role = s.role
+            WHERE s.role = 'current' AND s.scope IN ('territory', 'account')
+              AND NOT EXISTS (SELECT 1 FROM scope_restated o WHERE {same})""")
+
+    def _scope_of(self, events: str, grants: str, out: str) -> None:
+        """Part of ``_build_scope`` (and called from it only): ``out`` = the events of
+        ``events`` each grant of ``grants`` entitles its manager to, by the rules of the
+        module docstring, with the credit columns of ``events``."""
+        con = self.con
         holds = _holds("g", "ev.event_time")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE tm_hits AS
             SELECT g.manager_id, ev.event_id, ev.role, c.ancestor AS managed_territory, c.depth
-            FROM ev
+            FROM {events} ev
             JOIN closure c ON c.descendant = ev.territory_id
-            JOIN grants g ON g.kind = 'territory_manager' AND g.object_id = c.ancestor
+            JOIN {grants} g ON g.kind = 'territory_manager' AND g.object_id = c.ancestor
              AND {holds}
             WHERE ev.territory_id <> '{UNASSIGNED}'
             QUALIFY row_number() OVER (
                 PARTITION BY g.manager_id, ev.event_id, ev.role
                 ORDER BY c.depth DESC, c.ancestor) = 1""")
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE report_scope AS
+            CREATE OR REPLACE TEMP TABLE {out} AS
             SELECT 'territory_manager' AS kind, h.manager_id, h.role, 'territory' AS scope,
                    h.event_id, h.managed_territory,
                    CASE WHEN h.depth = 0 THEN h.managed_territory ELSE ch.ancestor END
                        AS child_territory
             FROM tm_hits h
-            JOIN ev ON ev.event_id = h.event_id AND ev.role = h.role
+            JOIN {events} ev ON ev.event_id = h.event_id AND ev.role = h.role
             LEFT JOIN closure ch ON ch.descendant = ev.territory_id AND ch.depth = h.depth - 1
             UNION ALL
             SELECT 'territory_manager', g.manager_id, ev.role, 'unassigned_nearby',
                    ev.event_id, min(g.object_id), NULL
-            FROM ev
+            FROM {events} ev
             LEFT JOIN acc a ON a.account_id = ev.account_id
-            JOIN grants g ON g.kind = 'territory_manager' AND {holds}
+            JOIN {grants} g ON g.kind = 'territory_manager' AND {holds}
             WHERE ev.territory_id = '{UNASSIGNED}'
               AND (g.object_id IN (SELECT territory_id FROM roots)
                    OR (a.country IS NOT NULL AND EXISTS (
@@ -406,15 +612,16 @@ class ReportData:
             SELECT * FROM (
                 SELECT 'account_manager', g.manager_id, ev.role, 'account', ev.event_id,
                        NULL, NULL
-                FROM ev
-                JOIN grants g ON g.kind = 'account_manager' AND g.object_id = ev.account_id
+                FROM {events} ev
+                JOIN {grants} g ON g.kind = 'account_manager' AND g.object_id = ev.account_id
                  AND {holds}
                 -- overlapping assignments resolve to the smallest manager id, as published
                 QUALIFY row_number() OVER (
                     PARTITION BY ev.event_id, ev.role ORDER BY g.manager_id) = 1)""")
 
     def _report_rows(self) -> None:
-        """``report_rows``: the scoped events with the columns of the CSV."""
+        """``report_rows``: the scoped events with the columns of the CSV (and, for moves,
+        who the event moved from or to)."""
         self.con.execute("""
             CREATE OR REPLACE TEMP TABLE report_rows AS
             SELECT s.kind, s.manager_id, s.role, s.scope, s.managed_territory, s.child_territory,
@@ -424,13 +631,15 @@ class ReportData:
                    tp.name AS territory_manager_name, e.account_manager_id,
                    ap.name AS account_manager_name, e.attribution_status, e.currency, e.amount,
                    e.booked_revenue, e.pipeline_created, e.won_deals, e.lost_deals,
-                   e.created_deals, e.refunds
+                   e.created_deals, e.refunds, s.other_manager_id,
+                   op.name AS other_manager_name
             FROM report_scope s
-            JOIN ev e ON e.event_id = s.event_id AND e.role = s.role
+            JOIN ev_basis e ON e.event_id = s.event_id AND e.role = s.role
             LEFT JOIN acc a ON a.account_id = e.account_id
             LEFT JOIN terr t ON t.territory_id = e.territory_id
             LEFT JOIN ppl tp ON tp.person_id = e.territory_manager_id
             LEFT JOIN ppl ap ON ap.person_id = e.account_manager_id
+            LEFT JOIN ppl op ON op.person_id = s.other_manager_id
             ORDER BY s.kind, s.manager_id, e.event_time, e.event_id""")
 
     # ------------------------------------------------------------------ who gets a report
@@ -466,14 +675,21 @@ class ReportData:
     # ------------------------------------------------------------------ shared pieces
 
     def _focus(self, kind: str, manager_id: str) -> None:
-        """``cur``: this report's rows; ``cur_grants``: its grants overlapping the period.
+        """``cur``: this report's rows; ``cur_moves``: its moves between the bases (restated
+        basis only); ``cur_grants``: its grants overlapping the period.
 
-        The per-report queries read only these two (and the lookups), so what a
+        The per-report queries read only these (and the lookups), so what a
         report shows cannot go beyond what ``_build_scope`` decided.
         """
+        moves = ", ".join(f"'{m}'" for m in MOVES)
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE cur AS "
-            "SELECT * FROM report_rows WHERE kind = ? AND manager_id = ?",
+            "CREATE OR REPLACE TEMP TABLE cur AS SELECT * FROM report_rows "
+            f"WHERE kind = ? AND manager_id = ? AND scope NOT IN ({moves})",
+            [kind, manager_id],
+        )
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE cur_moves AS SELECT * FROM report_rows "
+            f"WHERE kind = ? AND manager_id = ? AND scope IN ({moves})",
             [kind, manager_id],
         )
         self.con.execute(
@@ -524,17 +740,49 @@ class ReportData:
             buckets[self.period.bucket_of(r["day"])] += r["booked"]
         return sorted(buckets.items())
 
+    @property
+    def csv_columns(self) -> tuple[str, ...]:
+        return RESTATED_CSV_COLUMNS if self.basis == "restated" else CSV_COLUMNS
+
     def _csv_rows(self, kind: str, manager_id: str) -> list[tuple]:
         labels = {role: p.label for role, p in self.windows.items()}
+        columns = self.csv_columns
         rows = self.con.execute(
-            f"""SELECT role, scope, {", ".join(CSV_COLUMNS[3:14])}, managed_territory,
-                       child_territory, {", ".join(CSV_COLUMNS[16:])}
-                FROM cur WHERE kind = ? AND manager_id = ?
+            f"""SELECT role, scope, {", ".join(columns[3:14])}, managed_territory,
+                       child_territory, {", ".join(columns[16:])}
+                FROM (SELECT * FROM cur UNION ALL SELECT * FROM cur_moves)
+                WHERE kind = ? AND manager_id = ?
                 ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'previous' THEN 1 ELSE 2 END,
                          scope, event_time, event_id""",
             [kind, manager_id],
         ).fetchall()
         return [(labels[r[0]], *r) for r in rows]
+
+    def _moves(self) -> dict:
+        """The report's moves between the bases (restated basis; empty otherwise): one row
+        per (direction, account, other manager), and the totals moved in and out."""
+        rows = self._rows(
+            f"""SELECT scope AS direction, account_id, account_name, other_manager_id,
+                       other_manager_name, {_MEASURES}
+                FROM cur_moves GROUP BY ALL
+                ORDER BY direction, abs(booked) DESC, account_id, other_manager_id"""
+        )
+        for row in rows:
+            row["m"] = Measures.from_row(row)
+        totals = {
+            r["direction"]: Measures.from_row(r)
+            for r in self._rows(
+                f"SELECT scope AS direction, {_MEASURES} FROM cur_moves GROUP BY scope"
+            )
+        }
+        return {
+            "basis": self.basis,
+            "as_of": self.as_of,
+            "moves": rows,
+            "moved_in": totals.get("moved_in", Measures()),
+            "moved_out": totals.get("moved_out", Measures()),
+            "csv_columns": self.csv_columns,
+        }
 
     # ------------------------------------------------------------------ territory managers
 
@@ -647,6 +895,7 @@ class ReportData:
             no_account_manager=no_am,
             unassigned=unassigned,
             unassigned_total=nearby,
+            **self._moves(),
         )
 
     # ------------------------------------------------------------------ account managers
@@ -679,11 +928,17 @@ class ReportData:
             row["from_in_period"] = _inside(row["valid_from"], self.period)
             row["to_in_period"] = _inside(row["valid_to"], self.period)
             row["months"] = {}
+        # By calendar month, or by fiscal period for a fiscal label.
+        month, months_join = (
+            ("c.period_start", "JOIN pub.fiscal_calendar c ON c.day = cur.day")
+            if isinstance(self.period, FiscalPeriod)
+            else ("CAST(date_trunc('month', cur.day) AS DATE)", "")
+        )
         monthly = self._rows(
-            """SELECT account_id, CAST(date_trunc('month', day) AS DATE) AS month,
-                      sum(booked_revenue) AS booked
-               FROM cur WHERE kind = ? AND manager_id = ? AND role = 'current'
-               GROUP BY ALL""",
+            f"""SELECT account_id, {month} AS month, sum(booked_revenue) AS booked
+                FROM cur {months_join}
+                WHERE kind = ? AND manager_id = ? AND role = 'current'
+                GROUP BY ALL""",
             [kind, manager_id],
         )
         index = {row["account_id"]: row for row in accounts}
@@ -723,10 +978,11 @@ class ReportData:
             months=self.period.months(),
             by_territory=by_territory,
             recredited=recredited,
+            **self._moves(),
         )
 
 
-def _inside(moment: dt.datetime | None, period: Period) -> bool:
+def _inside(moment: dt.datetime | None, period: Period | FiscalPeriod) -> bool:
     """True when a validity bound falls strictly inside the period (worth showing)."""
     return moment is not None and _ts(period.start) < moment < _ts(period.end)
 

@@ -63,8 +63,10 @@ def plan(reports: ReportSet) -> list[Delivery]:
     """Who gets what: one delivery per written report."""
     out = []
     for r in reports.written:
+        basis = f", {reports.basis_text}" if reports.basis != "as_booked" else ""
         subject = (
-            f"Revenue report {reports.period.label}: {TITLES[r.kind].lower()} {_clean(r.display)}"
+            f"Revenue report {reports.period.label}{basis}: "
+            f"{TITLES[r.kind].lower()} {_clean(r.display)}"
         )
         email = (r.email or "").strip()
         if not email:
@@ -90,7 +92,8 @@ def build_message(delivery: Delivery, reports: ReportSet, sender: str) -> EmailM
         f"Hello {_clean(r.display)},\n\n"
         f"your {TITLES[r.kind].lower()} report for {reports.period.title} "
         f"({reports.period.span}) is attached.\n\n"
-        f"Booked revenue: {money(r.booked)} (previous period {money(r.previous_booked)}), "
+        f"Booked revenue ({reports.basis_text}): {money(r.booked)} "
+        f"(previous period {money(r.previous_booked)}), "
         f"{r.events:,} events.\n\n"
         f"{r.html.name}: the report (open it in a browser; it prints to A4 or Letter).\n"
         f"{r.csv.name}: the rows behind it.\n"

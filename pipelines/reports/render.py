@@ -33,8 +33,8 @@ import markupsafe
 
 from pipelines.reports import charts, inert
 from pipelines.reports.csv_safe import to_csv_bytes
-from pipelines.reports.data import CSV_COLUMNS, UNASSIGNED, ManagerReport, ReportData
-from pipelines.reports.periods import Period
+from pipelines.reports.data import UNASSIGNED, ManagerReport, ReportData
+from pipelines.reports.periods import FiscalLabel, FiscalPeriod, Period
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 KINDS = ("territory_manager", "account_manager")
@@ -93,6 +93,13 @@ def month_text(value: dt.date) -> str:
     return f"{value:%b %Y}"
 
 
+def basis_text(basis: str, as_of: dt.datetime | None) -> str:
+    """``as_booked basis`` or ``restated basis, as of 1 Apr 2026``."""
+    if basis == "restated":
+        return f"restated basis, as of {day_text(as_of)}"
+    return "as_booked basis"
+
+
 def status_text(status: str | None) -> str:
     return STATUS_TEXT.get(status or "", status or "")
 
@@ -125,7 +132,7 @@ def _environment() -> jinja2.Environment:
         status=status_text,
         urlpart=lambda text: quote(text, safe=""),
     )
-    env.globals.update(change=change, UNASSIGNED=UNASSIGNED, TITLES=TITLES)
+    env.globals.update(change=change, UNASSIGNED=UNASSIGNED, TITLES=TITLES, basis_text=basis_text)
     return env
 
 
@@ -175,7 +182,7 @@ def _month_totals(report: ManagerReport) -> dict[dt.date, Decimal]:
 
 
 def report_csv(report: ManagerReport) -> bytes:
-    return to_csv_bytes(CSV_COLUMNS, report.csv_rows)
+    return to_csv_bytes(report.csv_columns, report.csv_rows)
 
 
 # ----------------------------------------------------------------------------- the tree
@@ -203,10 +210,16 @@ class WrittenReport:
 @dataclass
 class ReportSet:
     out: Path
-    period: Period
+    period: Period | FiscalPeriod
     index: Path
     reports: list[WrittenReport] = field(default_factory=list)
     seconds: float = 0.0
+    basis: str = "as_booked"
+    as_of: dt.datetime | None = None  # of the restated basis
+
+    @property
+    def basis_text(self) -> str:
+        return basis_text(self.basis, self.as_of)
 
     @property
     def written(self) -> list[WrittenReport]:
@@ -228,13 +241,17 @@ def _write(path: Path, content: bytes) -> None:
 def write_reports(
     db: Path,
     out: Path,
-    period: Period | None = None,
+    period: Period | FiscalLabel | FiscalPeriod | None = None,
     manager: str | None = None,
     progress: Callable[[str], None] | None = None,
     now: dt.datetime | None = None,
+    basis: str = "as_booked",
 ) -> ReportSet:
     """Write every active manager's report (or ``manager``'s) and the index; see the module
-    docstring for the layout. Raises UserError for an unusable database or an unknown manager."""
+    docstring for the layout. ``period``: a calendar period, a fiscal label (resolved from
+    the published ``fiscal_calendar``) or the latest month; ``basis``: ``as_booked`` or
+    ``restated``. Raises UserError for an unusable database, an unknown fiscal label, a
+    missing restated basis or an unknown manager."""
     from pipelines.errors import UserError
 
     say = progress or (lambda _message: None)
@@ -242,9 +259,11 @@ def write_reports(
     generated_at = now or started
     out = Path(out)
     with ReportData(db) as data:
+        if isinstance(period, FiscalLabel):
+            period = data.fiscal_period(period)
         period = period or data.latest_month()
         say(f"Preparing {period.label}")
-        data.prepare(period)
+        data.prepare(period, basis)
         active = {
             "territory_manager": data.active_territory_managers(),
             "account_manager": data.active_account_managers(),
@@ -258,7 +277,7 @@ def write_reports(
                     hint="check the person_id in `people`, or pick another --period",
                 )
         as_of = data.data_as_of()
-        result = ReportSet(out, period, out / "index.html")
+        result = ReportSet(out, period, out / "index.html", basis=basis, as_of=data.as_of)
         for kind in KINDS:
             builder = (
                 data.territory_manager_report
@@ -297,6 +316,7 @@ def write_reports(
             data_as_of=as_of,
             generated_at=generated_at,
             single=manager,
+            basis=result.basis_text,
         )
         _write(result.index, index.encode("utf-8"))
     result.seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()

@@ -54,8 +54,9 @@ def write_inputs(folder: Path, history: History) -> None:
             f.write(json.dumps(event) + "\n")
 
 
-def publish(folder: Path, history: History) -> Path:
-    """One ``revattr run`` (embedded engine) of ``history`` into ``folder/out/revenue.duckdb``."""
+def publish(folder: Path, history: History, restate_as_of: str | None = None) -> Path:
+    """One ``revattr run`` (embedded engine) of ``history`` into ``folder/out/revenue.duckdb``
+    (its restated basis as of ``restate_as_of``, a date; default: today)."""
     write_inputs(folder, history)
     db = folder / "out" / "revenue.duckdb"
     summary = run(
@@ -64,6 +65,7 @@ def publish(folder: Path, history: History) -> Path:
             f"--reference={folder / 'reference'}",
             f"--db={db}",
             "--checks=false",
+            *([f"--restate_as_of={restate_as_of}"] if restate_as_of else []),
         ]
     )
     assert summary.status == "succeeded", summary
@@ -93,9 +95,12 @@ def _decoded_parts(message_bytes: bytes) -> list[str]:
     return out
 
 
-def render_all(db: Path, out: Path, period: Period) -> dict[tuple[str, str], str]:
-    """Every active manager's report for ``period``; (kind, person_id) -> visible text."""
-    reports = write_reports(db, out, period, now=NOW)
+def render_all(
+    db: Path, out: Path, period: Period, basis: str = "as_booked"
+) -> dict[tuple[str, str], str]:
+    """Every active manager's report for ``period`` on ``basis``; (kind, person_id) -> visible
+    text."""
+    reports = write_reports(db, out, period, now=NOW, basis=basis)
     messages = {
         (d.report.kind, d.report.person_id): bytes(
             mail.build_message(d, reports, "reports@example.com")

@@ -11,6 +11,11 @@ from the generated history by the rules of docs/reports.md ("Scope"). Every
 account id and name and every event amount is a unique, fixed-width token, so
 "appears anywhere" is a substring check; the in-scope ones must appear too, so
 the test fails if reports go empty.
+
+The restated basis is checked on the same database: its restated basis is taken at a
+generated instant ``as_of``, and every restated report may show only the events of its
+manager's scope under the assignments, tenures and rules holding at ``as_of`` (docs/reports.md,
+"Scope", restated basis), plus the current period's events it moved out of its booked scope.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class Scenario:
     # (holders swapped), before the corrected history (the one above) replaced it.
     draft_assignments: list[Tenure] | None = None
     early_events: set[str] = field(default_factory=set)
+    as_of: dt.datetime | None = None  # of the restated basis
 
 
 # ----------------------------------------------------------------------------- generation
@@ -178,6 +184,8 @@ def scenarios(draw) -> Scenario:
         s.draft_assignments = [Tenure(a.object_id, swap[a.manager], a.valid_from, a.valid_to)
                                for a in s.assignments]
         s.early_events = {e.event_id for e in s.events if draw(st.booleans())}
+    s.as_of = draw(st.sampled_from(cuts)) if cuts and draw(st.booleans()) else draw(
+        instants(period))
     return s
 
 
@@ -249,9 +257,10 @@ def _ancestors(territory: str) -> list[str]:
     return out
 
 
-def _territory_at(s: Scenario, e: Event) -> str | None:
+def _territory_at(s: Scenario, e: Event, moment: dt.datetime | None = None) -> str | None:
+    moment = e.time if moment is None else moment
     matches = sorted(r.territory for r in s.rules if r.country == e.account.country
-                     and r.holds(e.time))
+                     and r.holds(moment))
     return matches[0] if matches else None
 
 
@@ -259,36 +268,61 @@ def _in_windows(s: Scenario, e: Event) -> bool:
     return any(start <= e.time < end for start, end in _windows(s.period))
 
 
-def territory_scope(s: Scenario, manager: str) -> set[Event]:
-    """In M's subtree at the event's time, or unassigned and touching M's geography."""
+def territory_scope(s: Scenario, manager: str, restated: bool = False,
+                    nearby: bool = True) -> set[Event]:
+    """In M's subtree at the event's time, or unassigned and touching M's geography (with
+    ``nearby``). Restated: the account's territory and M's tenures at ``as_of``."""
     countries = {t: {r.country for r in s.rules if t in _ancestors(r.territory)}
                  for t in PARENT}
     out = set()
     for e in filter(lambda e: _in_windows(s, e), s.events):
-        mine = [t for t in s.tenures if t.manager == manager and t.holds(e.time)]
-        territory = _territory_at(s, e)
+        moment = s.as_of if restated else e.time
+        assert moment is not None
+        mine = [t for t in s.tenures if t.manager == manager and t.holds(moment)]
+        territory = _territory_at(s, e, moment)
         if territory is not None:
             if any(t.object_id in _ancestors(territory) for t in mine):
                 out.add(e)
-        elif any(PARENT[t.object_id] is None or e.account.country in countries[t.object_id]
-                 for t in mine):
+        elif nearby and any(PARENT[t.object_id] is None
+                            or e.account.country in countries[t.object_id] for t in mine):
             out.add(e)
     return out
 
 
-def account_scope(s: Scenario, manager: str) -> set[Event]:
-    """The events whose account's assignment at the event's time is A's."""
-    out = set()
-    for e in filter(lambda e: _in_windows(s, e), s.events):
-        holders = sorted(a.manager for a in s.assignments
-                         if a.object_id == e.account.account_id and a.holds(e.time))
-        if holders and holders[0] == manager:
-            out.add(e)
-    return out
+def _holder(s: Scenario, account_id: str, moment: dt.datetime) -> str | None:
+    holders = sorted(a.manager for a in s.assignments
+                     if a.object_id == account_id and a.holds(moment))
+    return holders[0] if holders else None
 
 
-def active(s: Scenario, kind: str) -> set[str]:
+def account_scope(s: Scenario, manager: str, restated: bool = False) -> set[Event]:
+    """The events whose account's assignment at the event's time (restated: at ``as_of``)
+    is A's."""
+    return {e for e in s.events if _in_windows(s, e) and _holder(
+        s, e.account.account_id, s.as_of if restated else e.time) == manager}
+
+
+def _current(s: Scenario, e: Event) -> bool:
+    return _midnight(s.period.start) <= e.time < _midnight(s.period.end)
+
+
+def moved_out(s: Scenario, kind: str, manager: str) -> set[Event]:
+    """Restated basis: this period's events of the booked scope that left it."""
+    if kind == "territory_manager":
+        booked = territory_scope(s, manager, nearby=False)
+        restated = territory_scope(s, manager, restated=True, nearby=False)
+    else:
+        booked, restated = account_scope(s, manager), account_scope(s, manager, restated=True)
+    return {e for e in booked - restated if _current(s, e)}
+
+
+def active(s: Scenario, kind: str, restated: bool = False) -> set[str]:
     start, end = _midnight(s.period.start), _midnight(s.period.end)
+    if restated:
+        assert s.as_of is not None
+        if kind == "territory_manager":
+            return {t.manager for t in s.tenures if t.holds(s.as_of)}
+        return {h for a in s.accounts if (h := _holder(s, a.account_id, s.as_of))}
     grants = s.tenures if kind == "territory_manager" else s.assignments
     return {g.manager for g in grants if g.overlaps(start, end)}
 
@@ -298,18 +332,26 @@ def active(s: Scenario, kind: str) -> set[str]:
 checked: Counter[str] = Counter()
 
 
-def check_report(s: Scenario, kind: str, manager: str, text: str) -> None:
+def check_report(s: Scenario, kind: str, manager: str, text: str,
+                 restated: bool = False) -> None:
     if kind == "territory_manager":
-        scope = territory_scope(s, manager)
-        allowed = {e.account for e in scope}
+        scope = territory_scope(s, manager, restated)
+        allowed = set()
     else:
-        scope = account_scope(s, manager)
+        scope = account_scope(s, manager, restated)
         start, end = _midnight(s.period.start), _midnight(s.period.end)
-        assigned = {a.object_id for a in s.assignments
-                    if a.manager == manager and a.overlaps(start, end)}
-        allowed = {e.account for e in scope} | {
-            a for a in s.accounts if a.account_id in assigned}
-    where = f"{kind} {manager} {s.period.label}"
+        assigned = (
+            {a.account_id for a in s.accounts if _holder(s, a.account_id, s.as_of) == manager}
+            if restated and s.as_of is not None
+            else {a.object_id for a in s.assignments
+                  if a.manager == manager and a.overlaps(start, end)})
+        allowed = {a for a in s.accounts if a.account_id in assigned}
+    if restated:
+        moved = moved_out(s, kind, manager)
+        checked["restated events moved out"] += len(moved - scope)
+        scope = scope | moved
+    allowed |= {e.account for e in scope}
+    where = f"{kind} {manager} {s.period.label}{' restated' if restated else ''}"
     for account in s.accounts:
         if account in allowed:
             assert account.account_id in text and account.name in text, (where, account)
@@ -326,7 +368,7 @@ def check_report(s: Scenario, kind: str, manager: str, text: str) -> None:
             for shown in e.shown_amounts:
                 assert shown not in text, (where, e, shown)
             checked["events out of scope"] += 1
-    checked["reports"] += 1
+    checked["restated reports" if restated else "reports"] += 1
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -341,12 +383,17 @@ def test_no_report_shows_anything_outside_its_managers_scope(s: Scenario) -> Non
             publish(data, to_history(s, s.draft_assignments, early))
             checked["examples with a corrected history"] += 1
         late = [e for e in s.events if e.event_id not in s.early_events]
-        db = publish(data, to_history(s, events=late))
+        assert s.as_of is not None
+        db = publish(data, to_history(s, events=late), restate_as_of=s.as_of.isoformat())
         seen = render_all(db, Path(folder) / "reports", s.period)
+        restated = render_all(db, Path(folder) / "restated", s.period, basis="restated")
     for kind in ("territory_manager", "account_manager"):
         assert {m for k, m in seen if k == kind} == active(s, kind), kind
+        assert {m for k, m in restated if k == kind} == active(s, kind, restated=True), kind
     for (kind, manager), text in seen.items():
         check_report(s, kind, manager, text)
+    for (kind, manager), text in restated.items():
+        check_report(s, kind, manager, text, restated=True)
     checked["examples"] += 1
 
 
@@ -359,3 +406,4 @@ def test_the_property_checked_something() -> None:
     assert checked["accounts in scope"] > 0 and checked["accounts out of scope"] > 0
     assert checked["events in scope"] > 0 and checked["events out of scope"] > 0
     assert checked["examples with a corrected history"] > 0
+    assert checked["restated reports"] > 0 and checked["restated events moved out"] > 0
