@@ -224,16 +224,16 @@ class Publication:
         publisher = self.publisher()
         started = time.perf_counter()
         staged_splits: Path | None = None
+        split_index = SplitIndex.build(with_optional_tables(reference)["account_splits"])
         con = self._store_connection()
         try:
             unchanged = digest == _reference_hash_before(con)
             snapshot = None if unchanged else {
                 **reference,
                 "restated_attribution": restated_attribution(reference, restated_at),
-                "restated_splits": restated_teams(
-                    with_optional_tables(reference)["account_splits"], restated_at),
+                "restated_splits": restated_teams(split_index, restated_at),
                 "fiscal_calendar": self.calendar.days()}
-            staged_splits, mismatches = self._stage_splits(staging, reference)
+            staged_splits, mismatches = self._stage_splits(staging, split_index)
             if part_files(staging, "dq_results"):  # checks on
                 self._stage_published_checks(staging, snapshot, mismatches)
             summary = publisher.publish(
@@ -286,7 +286,7 @@ class Publication:
             finally:
                 con.close()
 
-    def _stage_splits(self, staging: str | Path, reference: dict[str, pa.Table],
+    def _stage_splits(self, staging: str | Path, index: SplitIndex,
                       ) -> tuple[Path | None, pa.Table]:
         """The split credit of the run's staged facts, written beside them (None: no fact's
         account had a team then), and the events whose primary shares do not sum to their
@@ -294,12 +294,10 @@ class Publication:
         in batches, so memory follows the batch, not the run."""
         target = Path(staging) / "_publication" / "split_credit.parquet"
         target.unlink(missing_ok=True)
-        splits = reference.get("account_splits")
         facts = part_files(staging, FACTS)
         mismatches = [SPLIT_MISMATCH_SCHEMA.empty_table()]
-        if not facts or splits is None or splits.num_rows == 0:
+        if not facts or index.empty:
             return None, mismatches[0]
-        index = SplitIndex.build(splits)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"_tmp-{uuid.uuid4().hex}.parquet")
         rows = 0

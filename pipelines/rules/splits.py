@@ -164,22 +164,28 @@ def _teams(account_splits: pa.Table) -> tuple[list[tuple[str, int, int, int]],
     teams: dict[tuple[_Member, ...], int] = {}
     members: list[list[_Member]] = []
     intervals: list[tuple[str, int, int, int]] = []
+    default = (False, "", "", None, DEFAULT_SPLIT_ROLE, WHOLE)
     for account in sorted(by_account):
         spans = by_account[account]
-        cuts = sorted({t for s, e, _ in spans for t in (s, e)})
-        for lo, hi in zip(cuts, cuts[1:], strict=False):
-            valid = sorted(m for s, e, m in spans if s <= lo and hi <= e)
+        if all(s == spans[0][0] and e == spans[0][1] for s, e, _ in spans):
+            pieces = [(spans[0][0], spans[0][1], sorted(m for _, _, m in spans))]  # one team
+        else:
+            cuts = sorted({t for s, e, _ in spans for t in (s, e)})
+            pieces = [(lo, hi, sorted(m for s, e, m in spans if s <= lo and hi <= e))
+                      for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        for lo, hi, valid in pieces:
             if not valid:
                 continue
-            if all(m[_OVERLAY] for m in valid):  # overlays only: the account manager keeps 100%
-                valid.insert(0, (False, "", "", None, DEFAULT_SPLIT_ROLE, WHOLE))
+            if valid[0][_OVERLAY]:  # overlays only (they sort last): the manager keeps 100%
+                valid.insert(0, default)
             key = tuple(valid)
-            team = teams.setdefault(key, len(members))
-            if team == len(members):
+            team = teams.get(key)
+            if team is None:
+                team = teams[key] = len(members)
                 members.append(valid)
-            if intervals and intervals[-1][0] == account and intervals[-1][2] == lo \
-                    and intervals[-1][3] == team:
-                intervals[-1] = (account, intervals[-1][1], hi, team)
+            last = intervals[-1] if intervals else None
+            if last is not None and last[0] == account and last[2] == lo and last[3] == team:
+                intervals[-1] = (account, last[1], hi, team)
             else:
                 intervals.append((account, lo, hi, team))
     return intervals, members
@@ -188,20 +194,15 @@ def _teams(account_splits: pa.Table) -> tuple[list[tuple[str, int, int, int]],
 def _split_rows(account_splits: pa.Table) -> list[tuple[str, int, int, _Member]]:
     if account_splits.num_rows == 0:
         return []
-    start = to_micros(account_splits["valid_from"], MIN_TIME)
-    end = to_micros(account_splits["valid_to"], MAX_TIME)
-    units = decimal_units(account_splits["percent"].cast(PERCENT_TYPE))
-    out = []
-    for i, (account, person, role, kind) in enumerate(zip(
-            account_splits["account_id"].to_pylist(), account_splits["person_id"].to_pylist(),
-            account_splits["role"].to_pylist(), account_splits["split_type"].to_pylist(),
-            strict=True)):
-        if start[i] >= end[i]:
-            continue  # an empty interval is valid at no instant
-        overlay = kind == OVERLAY
-        out.append((account, int(start[i]), int(end[i]),
-                    (overlay, person, role or "", person, role, int(units[i]))))
-    return out
+    start = to_micros(account_splits["valid_from"], MIN_TIME).tolist()
+    end = to_micros(account_splits["valid_to"], MAX_TIME).tolist()
+    units = decimal_units(account_splits["percent"].cast(PERCENT_TYPE)).tolist()
+    columns = (account_splits[c].to_pylist() for c in ("account_id", "person_id", "role",
+                                                       "split_type"))
+    return [(account, s, e, (kind == OVERLAY, person, role or "", person, role, u))
+            for account, person, role, kind, s, e, u in zip(*columns, start, end, units,
+                                                             strict=True)
+            if s < e]  # an empty interval is valid at no instant
 
 
 def team_intervals(account_splits: pa.Table) -> pa.Table:
@@ -346,11 +347,14 @@ def split_mismatches(facts: pa.Table, credit: pa.Table) -> pa.Table:
     }, schema=SPLIT_MISMATCH_SCHEMA)
 
 
-def restated_teams(account_splits: pa.Table, as_of: pa.Scalar | object) -> pa.Table:
+def restated_teams(account_splits: pa.Table | SplitIndex, as_of: pa.Scalar | object,
+                   ) -> pa.Table:
     """Every account's team at ``as_of`` (``RESTATED_SPLITS_SCHEMA``, members in the
     rule's order; a null person is the account manager's default member): what the
-    restated basis splits each event of the account by."""
-    index = SplitIndex.build(account_splits)
+    restated basis splits each event of the account by. ``account_splits`` may be given
+    as its ``SplitIndex``."""
+    index = (account_splits if isinstance(account_splits, SplitIndex)
+             else SplitIndex.build(account_splits))
     accounts = index.timeline.keys
     moment = pa.scalar(as_of, pa.timestamp("us", tz="UTC"))
     if index.empty:
