@@ -103,6 +103,9 @@ def published_state(db: Path) -> dict[str, list[tuple]]:
         return {
             "attributed_events": rows(f"SELECT {FACT_COLUMNS} FROM attributed_events ORDER BY ALL"),
             **{view: rows(f"SELECT * FROM {view} ORDER BY ALL") for view in VIEWS},
+            "split_credit": rows("SELECT event_id, person_id, role, split_type, percent, "
+                                 "booked_revenue, pipeline_created FROM split_credit "
+                                 "ORDER BY ALL"),
             "quarantine_by_reason": rows(
                 "SELECT reason, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
             ),
@@ -118,6 +121,7 @@ def assert_same_state(follow_db: Path, batch_db_path: Path) -> None:
     followed, batched = published_state(follow_db), published_state(batch_db_path)
     assert followed["attributed_events"], "nothing was published"
     assert followed["quarantine_by_reason"], "nothing was quarantined: a weak comparison"
+    assert followed["split_credit"], "no account team in the data: a weak comparison"
     for name in batched:
         assert followed[name] == batched[name], f"{name} differs from the batch run"
 
