@@ -169,7 +169,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
                 files.fetch_folder(graph_staging, staging)
             say("Publishing")
             return publication.publish_run(staging, start.run, start.reference,
-                                           opts.quality_page)
+                                           opts.quality_page, timelines=start.timelines)
     finally:
         if remote:
             files.delete_folder(graph_staging)

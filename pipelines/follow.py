@@ -309,7 +309,8 @@ class Follower:
                 for file in files:
                     _record_file(con, file, run.run_id, status or QUARANTINED, reason)
 
-            return self.publication.publish(staging, run, self.reference, record=record)
+            return self.publication.publish(staging, run, self.reference, record=record,
+                                            timelines=self.timelines)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

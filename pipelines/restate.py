@@ -40,12 +40,13 @@ def restate(db: str | Path, reference: str, as_of: dt.date | dt.datetime | None 
     say = say or (lambda _message: None)
     started = time.perf_counter()
     say("Loading reference data")
-    tables = resolve_reference(reference, say).tables
+    resolved = resolve_reference(reference, say)
+    tables = resolved.tables
     calendar = calendar or FiscalCalendar()
     publication = Publication(db, calendar.start_month, restate_as_of=as_of, calendar=calendar)
     now = dt.datetime.now(dt.UTC)
     run = RunInfo(new_run_id(now), "restate", now)
     say("Publishing the restated basis")
     with tempfile.TemporaryDirectory(prefix="revattr-restate-") as staging:  # no records
-        summary = publication.publish(staging, run, tables)
+        summary = publication.publish(staging, run, tables, timelines=resolved.timelines)
     return Restatement(summary, restate_moment(as_of), time.perf_counter() - started)

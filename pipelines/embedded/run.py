@@ -42,4 +42,5 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
             batch_rows=opts.batch_rows,
         )
         say("Publishing")
-        return publication.publish_run(staging, start.run, start.reference, opts.quality_page)
+        return publication.publish_run(staging, start.run, start.reference, opts.quality_page,
+                                       timelines=start.timelines)

@@ -60,6 +60,7 @@ from pipelines.io.reference_loader import with_optional_tables
 from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
 from pipelines.rules.fiscal_calendar import FiscalCalendar
+from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.rules.restate import restate_moment, restated_attribution
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
 from pipelines.rules.splits import SplitIndex, restated_teams, split_credit, split_mismatches
@@ -198,6 +199,7 @@ class Publication:
         run: RunInfo,
         reference: dict[str, pa.Table],
         record: Recorder | None = None,
+        timelines: EnrichmentTimelines | None = None,
     ) -> RunSummary:
         """Apply the run to the store (with ``record`` in its transaction), then export it.
 
@@ -230,7 +232,7 @@ class Publication:
             unchanged = digest == _reference_hash_before(con)
             snapshot = None if unchanged else {
                 **reference,
-                "restated_attribution": restated_attribution(reference, restated_at),
+                "restated_attribution": restated_attribution(reference, restated_at, timelines),
                 "restated_splits": restated_teams(split_index, restated_at),
                 "fiscal_calendar": self.calendar.days()}
             staged_splits, mismatches = self._stage_splits(staging, split_index)
@@ -248,9 +250,10 @@ class Publication:
         return summary
 
     def publish_run(self, staging: str | Path, run: RunInfo, reference: dict[str, pa.Table],
-                    quality_page: str | Path | None = None) -> RunSummary:
+                    quality_page: str | Path | None = None,
+                    timelines: EnrichmentTimelines | None = None) -> RunSummary:
         """``publish`` a batch run, then write its data-quality page if asked (both executors)."""
-        summary = self.publish(staging, run, reference)
+        summary = self.publish(staging, run, reference, timelines=timelines)
         if quality_page:
             from pipelines.quality.page import render_quality_page
 

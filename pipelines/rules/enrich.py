@@ -67,8 +67,10 @@ class EnrichmentIndex:
     territories: pa.Array  # territory key space (rules, tree, manager rows), sorted
 
     @classmethod
-    def build(cls, reference: dict[str, pa.Table]) -> EnrichmentIndex:
-        t = EnrichmentTimelines.build(reference)
+    def build(cls, reference: dict[str, pa.Table],
+              timelines: EnrichmentTimelines | None = None) -> EnrichmentIndex:
+        """Resolve ``reference`` (or search its already resolved ``timelines``)."""
+        t = timelines if timelines is not None else EnrichmentTimelines.build(reference)
         known = np.zeros(len(t.accounts), dtype=bool)
         codes = encode(t.known_accounts, t.accounts)
         known[codes[codes >= 0]] = True

@@ -14,17 +14,24 @@ import datetime as dt
 
 import pyarrow as pa
 
-from pipelines.rules.enrich import ENRICHMENT_COLUMNS, EnrichmentIndex, enrich
+from pipelines.rules.enrich import (
+    ENRICHMENT_COLUMNS,
+    EnrichmentIndex,
+    EnrichmentTimelines,
+    enrich,
+)
 from schemas.events import EVENT_TIME_TYPE
 from schemas.outputs import RESTATED_ATTRIBUTION_SCHEMA
 
 
-def restated_attribution(reference: dict[str, pa.Table], as_of: dt.datetime) -> pa.Table:
+def restated_attribution(reference: dict[str, pa.Table], as_of: dt.datetime,
+                         timelines: EnrichmentTimelines | None = None) -> pa.Table:
     """One ``RESTATED_ATTRIBUTION_SCHEMA`` row per account of ``reference`` (its accounts
-    and the accounts of its assignments): the account's credit at ``as_of``."""
+    and the accounts of its assignments): the account's credit at ``as_of``.
+    ``timelines``: the reference already resolved (e.g. by the run), not resolved again."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    index = EnrichmentIndex.build(reference)
+    index = EnrichmentIndex.build(reference, timelines)
     n = len(index.accounts)
     moment = pa.scalar(as_of, EVENT_TIME_TYPE)
     credited = enrich(pa.table({"account_id": index.accounts,
