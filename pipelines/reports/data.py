@@ -49,9 +49,18 @@ same rules are applied to the restated credit of ``restated_attribution``, at it
   restated report equals the booked report + moved in - moved out, and a manager only
   sees a moved-out event they were entitled to on the booked basis.
 
-All of it is decided in ``ReportData._build_scope`` (tables ``grants`` and
-``report_scope``); the per-report queries read only those, through ``cur``,
-``cur_moves`` and ``cur_grants``.
+**Split credit** (account-team splits, docs/contract.md "Account-team splits"), in the
+account manager's report of person P: the published split rows whose ``person_id`` is P
+(``split_credit``; restated: ``split_credit_restated``) for events P is entitled to — on
+the account's team at the event's time (an ``account_splits`` row of P; restated: a
+``restated_splits`` row) or in P's account-manager scope above — plus, as the
+``split_revenue`` views do, the events of P's account-manager scope without a team,
+wholly P's primary credit. A person on an account team without an account assignment
+gets an account manager's report for it (with no accounts of their own).
+
+All of it is decided in ``ReportData._build_scope`` (tables ``grants``,
+``report_scope`` and ``split_scope``); the per-report queries read only those, through
+``cur``, ``cur_moves``, ``cur_splits`` and ``cur_grants``.
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ from pipelines.reports.periods import FiscalLabel, FiscalPeriod, Period, month_o
 UNASSIGNED = "UNASSIGNED"
 BASES = ("as_booked", "restated")  # as schemas.outputs.BASES
 MOVES = ("moved_in", "moved_out")
+SPLITS = ("split_primary", "split_overlay")
+DEFAULT_SPLIT_ROLE = "account_manager"  # as schemas.reference: the 100% default's role
 REQUIRED = (
     "attributed_events",
     "accounts",
@@ -113,6 +124,8 @@ CSV_COLUMNS = (
     "lost_deals",
     "created_deals",
     "refunds",
+    "split_role",
+    "split_percent",
 )
 # The restated basis adds who an event moved from (moved_in) or to (moved_out).
 RESTATED_CSV_COLUMNS = (*CSV_COLUMNS, "other_manager_id", "other_manager_name")
@@ -212,6 +225,11 @@ class ManagerReport:
     moved_in: Measures = field(default_factory=Measures)
     moved_out: Measures = field(default_factory=Measures)
     csv_columns: tuple[str, ...] = CSV_COLUMNS
+    # account managers: split credit (when the database publishes it)
+    has_splits: bool = False
+    splits: list[dict] = field(default_factory=list)  # per (split type, account, role, %)
+    split_primary: Measures = field(default_factory=Measures)
+    split_overlay: Measures = field(default_factory=Measures)
 
     @property
     def booked_basis(self) -> Decimal:
@@ -268,6 +286,8 @@ class ReportData:
             )
         self.has_runs = "pipeline_runs" in present
         self.present = present
+        self.has_splits = "split_credit" in present
+        self.has_restated_splits = {"split_credit_restated", "restated_splits"} <= present
         self.period: Period | FiscalPeriod | None = None
         self.basis = "as_booked"
         self.as_of: dt.datetime | None = None
@@ -492,6 +512,14 @@ class ReportData:
         the reference.
         """
         con = self.con
+        # Account teams entitle their members to their split credit (kind account_team).
+        teams = (
+            """UNION ALL
+            SELECT 'account_team', person_id, account_id, valid_from, valid_to
+            FROM pub.account_splits WHERE person_id IS NOT NULL"""
+            if self.has_splits and "account_splits" in self.present
+            else ""
+        )
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE grants_as_booked AS
             SELECT 'territory_manager' AS kind, manager_id, territory_id AS object_id,
@@ -501,7 +529,8 @@ class ReportData:
             UNION ALL
             SELECT 'account_manager', account_manager_id, account_id, valid_from, valid_to
             FROM pub.account_assignments
-            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'""")
+            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'
+            {teams}""")
         self._scope_of("ev", "grants_as_booked", "scope_as_booked")
         if self.basis == "as_booked":
             con.execute("CREATE OR REPLACE TEMP TABLE grants AS SELECT * FROM grants_as_booked")
@@ -509,6 +538,9 @@ class ReportData:
             con.execute("""
                 CREATE OR REPLACE TEMP TABLE report_scope AS
                 SELECT *, CAST(NULL AS VARCHAR) AS other_manager_id FROM scope_as_booked""")
+            self._split_scope(
+                "split_credit" if self.has_splits else "", "scope_as_booked", "ev.event_time"
+            )
             return
         assert self.as_of is not None
         as_of = f"TIMESTAMPTZ '{self.as_of.isoformat()}'"
@@ -520,6 +552,13 @@ class ReportData:
                    min(territory_manager_id) AS territory_manager_id,
                    min(attribution_status) AS attribution_status
             FROM pub.restated_attribution GROUP BY account_id""")
+        restated_teams = (
+            """UNION ALL
+            SELECT 'account_team', person_id, account_id, NULL, NULL
+            FROM pub.restated_splits WHERE person_id IS NOT NULL"""
+            if self.has_restated_splits
+            else ""
+        )
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE ev_restated AS
             SELECT ev.* REPLACE (
@@ -538,7 +577,8 @@ class ReportData:
             UNION ALL
             SELECT 'account_manager', account_manager_id, account_id, NULL, NULL
             FROM restated
-            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'""")
+            WHERE account_manager_id IS NOT NULL AND account_manager_id <> '{UNASSIGNED}'
+            {restated_teams}""")
         self._scope_of("ev_restated", "grants", "scope_restated")
         con.execute("CREATE OR REPLACE TEMP VIEW ev_basis AS SELECT * FROM ev_restated")
         same = """s.kind = o.kind AND s.manager_id = o.manager_id AND s.role = o.role
@@ -568,6 +608,55 @@ class ReportData:
             JOIN ev_restated x ON x.event_id = s.event_id AND x.role = s.role
             WHERE s.role = 'current' AND s.scope IN ('territory', 'account')
               AND NOT EXISTS (SELECT 1 FROM scope_restated o WHERE {same})""")
+        self._split_scope(
+            "split_credit_restated" if self.has_restated_splits else "", "scope_restated", as_of
+        )
+
+    def _split_scope(self, credit: str, scope: str, moment: str) -> None:
+        """Part of ``_build_scope`` (and called from it only): ``split_scope``, each person's
+        split credit of the current period (manager_id, event_id, scope ``split_primary`` /
+        ``split_overlay``, split_role, split_percent, booked_revenue, pipeline_created).
+
+        The rows of ``credit`` (the published split rows of the basis) whose person is on
+        the event's account team at ``moment`` (an ``account_team`` grant) or has the event
+        in their account-manager scope (``scope``); plus, as the ``split_revenue`` views, the
+        account-manager scope's events without a team, wholly their primary credit. A
+        database without split credit has none.
+        """
+        con = self.con
+        if not credit:
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE split_scope (
+                    manager_id VARCHAR, event_id VARCHAR, scope VARCHAR, split_role VARCHAR,
+                    split_percent DECIMAL(7, 4), booked_revenue DECIMAL(18, 2),
+                    pipeline_created DECIMAL(18, 2))""")
+            return
+        teamless = (
+            "NOT EXISTS (SELECT 1 FROM pub.split_credit c WHERE c.event_id = a.event_id)"
+            if credit == "split_credit"
+            else "ev.account_id NOT IN (SELECT account_id FROM pub.restated_splits)"
+        )
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE split_scope AS
+            SELECT s.person_id AS manager_id, s.event_id, 'split_' || s.split_type AS scope,
+                   s.role AS split_role, CAST(s.percent AS DECIMAL(7, 4)) AS split_percent,
+                   s.booked_revenue, s.pipeline_created
+            FROM pub.{credit} s
+            JOIN ev ON ev.event_id = s.event_id AND ev.role = 'current'
+            WHERE s.split_type IN ('primary', 'overlay')
+              AND (EXISTS (SELECT 1 FROM grants g
+                           WHERE g.kind = 'account_team' AND g.manager_id = s.person_id
+                             AND g.object_id = s.account_id AND {_holds("g", moment)})
+                   OR EXISTS (SELECT 1 FROM {scope} a
+                              WHERE a.kind = 'account_manager' AND a.scope = 'account'
+                                AND a.role = 'current' AND a.manager_id = s.person_id
+                                AND a.event_id = s.event_id))
+            UNION ALL
+            SELECT a.manager_id, a.event_id, 'split_primary', '{DEFAULT_SPLIT_ROLE}', 100,
+                   ev.booked_revenue, ev.pipeline_created
+            FROM {scope} a JOIN ev ON ev.event_id = a.event_id AND ev.role = a.role
+            WHERE a.kind = 'account_manager' AND a.scope = 'account' AND a.role = 'current'
+              AND {teamless}""")
 
     def _scope_of(self, events: str, grants: str, out: str) -> None:
         """Part of ``_build_scope`` (and called from it only): ``out`` = the events of
@@ -631,7 +720,8 @@ class ReportData:
                    tp.name AS territory_manager_name, e.account_manager_id,
                    ap.name AS account_manager_name, e.attribution_status, e.currency, e.amount,
                    e.booked_revenue, e.pipeline_created, e.won_deals, e.lost_deals,
-                   e.created_deals, e.refunds, s.other_manager_id,
+                   e.created_deals, e.refunds, CAST(NULL AS VARCHAR) AS split_role,
+                   CAST(NULL AS DECIMAL(7, 4)) AS split_percent, s.other_manager_id,
                    op.name AS other_manager_name
             FROM report_scope s
             JOIN ev_basis e ON e.event_id = s.event_id AND e.role = s.role
@@ -641,6 +731,29 @@ class ReportData:
             LEFT JOIN ppl ap ON ap.person_id = e.account_manager_id
             LEFT JOIN ppl op ON op.person_id = s.other_manager_id
             ORDER BY s.kind, s.manager_id, e.event_time, e.event_id""")
+        # Split credit: the event's columns, the person's share of its money.
+        self.con.execute("""
+            CREATE OR REPLACE TEMP TABLE split_rows AS
+            SELECT 'account_manager' AS kind, s.manager_id, 'current' AS role, s.scope,
+                   CAST(NULL AS VARCHAR) AS managed_territory,
+                   CAST(NULL AS VARCHAR) AS child_territory,
+                   e.event_id, e.event_time, e.day, e.event_type, e.deal_id, e.account_id,
+                   a.account_name, a.country AS account_country, a.city AS account_city,
+                   e.territory_id, t.territory_name, e.territory_manager_id,
+                   tp.name AS territory_manager_name, e.account_manager_id,
+                   ap.name AS account_manager_name, e.attribution_status, e.currency, e.amount,
+                   s.booked_revenue, s.pipeline_created, e.won_deals, e.lost_deals,
+                   e.created_deals,
+                   CAST(CASE WHEN e.event_type = 'deal_refunded' THEN -s.booked_revenue
+                             ELSE 0 END AS DECIMAL(18, 2)) AS refunds,
+                   s.split_role, s.split_percent, CAST(NULL AS VARCHAR) AS other_manager_id,
+                   CAST(NULL AS VARCHAR) AS other_manager_name
+            FROM split_scope s
+            JOIN ev_basis e ON e.event_id = s.event_id AND e.role = 'current'
+            LEFT JOIN acc a ON a.account_id = e.account_id
+            LEFT JOIN terr t ON t.territory_id = e.territory_id
+            LEFT JOIN ppl tp ON tp.person_id = e.territory_manager_id
+            LEFT JOIN ppl ap ON ap.person_id = e.account_manager_id""")
 
     # ------------------------------------------------------------------ who gets a report
 
@@ -662,13 +775,16 @@ class ReportData:
         return self._active("account_manager")
 
     def _active(self, kind: str) -> list[str]:
-        """Managers of ``kind`` with a grant overlapping the period, sorted."""
+        """Managers of ``kind`` with a grant overlapping the period, sorted (account
+        managers: also the members of an account team, for their split credit)."""
+        kinds = ["account_manager", "account_team"] if kind == "account_manager" else [kind]
         return [
             r["manager_id"]
             for r in self._rows(
                 f"""SELECT DISTINCT manager_id FROM grants g
-                    WHERE kind = ? AND {_OVERLAPS} ORDER BY manager_id""",
-                [kind, *self._overlap()],
+                    WHERE kind IN ({", ".join("?" for _ in kinds)}) AND {_OVERLAPS}
+                    ORDER BY manager_id""",
+                [*kinds, *self._overlap()],
             )
         ]
 
@@ -676,7 +792,8 @@ class ReportData:
 
     def _focus(self, kind: str, manager_id: str) -> None:
         """``cur``: this report's rows; ``cur_moves``: its moves between the bases (restated
-        basis only); ``cur_grants``: its grants overlapping the period.
+        basis only); ``cur_splits``: its split credit (account managers); ``cur_grants``: its
+        grants overlapping the period.
 
         The per-report queries read only these (and the lookups), so what a
         report shows cannot go beyond what ``_build_scope`` decided.
@@ -690,6 +807,11 @@ class ReportData:
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE cur_moves AS SELECT * FROM report_rows "
             f"WHERE kind = ? AND manager_id = ? AND scope IN ({moves})",
+            [kind, manager_id],
+        )
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE cur_splits AS SELECT * FROM split_rows "
+            "WHERE kind = ? AND manager_id = ?",
             [kind, manager_id],
         )
         self.con.execute(
@@ -750,7 +872,8 @@ class ReportData:
         rows = self.con.execute(
             f"""SELECT role, scope, {", ".join(columns[3:14])}, managed_territory,
                        child_territory, {", ".join(columns[16:])}
-                FROM (SELECT * FROM cur UNION ALL SELECT * FROM cur_moves)
+                FROM (SELECT * FROM cur UNION ALL BY NAME SELECT * FROM cur_moves
+                      UNION ALL BY NAME SELECT * FROM cur_splits)
                 WHERE kind = ? AND manager_id = ?
                 ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'previous' THEN 1 ELSE 2 END,
                          scope, event_time, event_id""",
@@ -962,6 +1085,18 @@ class ReportData:
         )
         for row in by_territory:
             row["m"] = Measures.from_row(row)
+        splits = self._rows(
+            f"""SELECT scope AS split, account_id, account_name, split_role, split_percent,
+                       {_MEASURES}
+                FROM cur_splits GROUP BY ALL
+                ORDER BY split DESC, abs(booked) DESC, account_id, split_role, split_percent"""
+        )
+        for row in splits:
+            row["m"] = Measures.from_row(row)
+        split_totals = {
+            r["scope"]: Measures.from_row(r)
+            for r in self._rows(f"SELECT scope, {_MEASURES} FROM cur_splits GROUP BY scope")
+        }
         recredited = self._rows(
             """SELECT count(*) AS n FROM cur
                WHERE role = 'current' AND account_manager_id IS DISTINCT FROM manager_id"""
@@ -979,6 +1114,10 @@ class ReportData:
             by_territory=by_territory,
             recredited=recredited,
             **self._moves(),
+            has_splits=self.has_splits,
+            splits=splits,
+            split_primary=split_totals.get("split_primary", Measures()),
+            split_overlay=split_totals.get("split_overlay", Measures()),
         )
 
 

@@ -74,6 +74,11 @@ def percent(value: Decimal | None, signed: bool = False) -> str:
     return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
 
 
+def share(value: Decimal | None) -> str:
+    """A split percent: Decimal('33.3330') -> '33.333%', 100 -> '100%'."""
+    return "—" if value is None else f"{Decimal(value).normalize():f}%"
+
+
 def change(current: Decimal, before: Decimal) -> Decimal | None:
     """Relative change; None when the earlier figure is 0."""
     return None if not before else (Decimal(current) - Decimal(before)) / abs(Decimal(before))
@@ -127,6 +132,7 @@ def _environment() -> jinja2.Environment:
         count=count,
         signed_count=signed_count,
         percent=percent,
+        share=share,
         day=day_text,
         month=month_text,
         status=status_text,

@@ -80,6 +80,24 @@ class Oracle:
             ).fetchall()
         }
         self.rules = con.execute("SELECT territory_id, country FROM territory_rules").fetchall()
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        # Account teams (optional): who is on which team when, and the published split rows.
+        self.teams = (
+            con.execute(
+                "SELECT account_id, person_id, valid_from, valid_to FROM account_splits"
+            ).fetchall()
+            if "account_splits" in tables
+            else []
+        )
+        self.split_rows = (
+            con.execute(
+                "SELECT event_id, person_id, split_type, account_id FROM split_credit"
+            ).fetchall()
+            if "split_credit" in tables
+            else []
+        )
         self.am_view = con.execute(
             """SELECT account_manager_id, day, booked_revenue, pipeline_created, won_deals,
                       lost_deals, created_deals, refunds FROM account_manager_revenue"""
@@ -112,7 +130,10 @@ class Oracle:
         return {m for _t, m, f, to in self.tenures if _overlaps(f, to, start, end)}
 
     def active_account_managers(self, start: dt.date, end: dt.date) -> set[str]:
-        return {m for _a, m, f, to in self.assignments if _overlaps(f, to, start, end)}
+        """Account managers, and account-team members (for their split credit)."""
+        return {
+            m for _a, m, f, to in [*self.assignments, *self.teams] if _overlaps(f, to, start, end)
+        }
 
     def in_period(self, start: dt.date, end: dt.date) -> list[Event]:
         return [e for e in self.events if start <= e.day < end]
@@ -146,12 +167,35 @@ class Oracle:
     def account_scope(self, manager: str, start: dt.date, end: dt.date) -> list[Event]:
         return [e for e in self.in_period(start, end) if e.account_manager_id == manager]
 
+    def split_scope(self, person: str, start: dt.date, end: dt.date) -> set[tuple[str, str]]:
+        """(event_id, split_type) of the person's split credit: their published split rows
+        for events they are entitled to (on the account's team at the event's time, or
+        the event in their account scope), and their account scope's events without a
+        team (wholly their primary credit)."""
+        events = {e.event_id: e for e in self.in_period(start, end)}
+        own = {e.event_id for e in self.account_scope(person, start, end)}
+        out = set()
+        for event_id, who, split_type, account in self.split_rows:
+            e = events.get(event_id)
+            if e is None or who != person:
+                continue
+            on_team = any(
+                a == account and p == person and _valid(f, to, e.event_time)
+                for a, p, f, to in self.teams
+            )
+            if on_team or event_id in own:
+                out.add((event_id, split_type))
+        with_team = {event_id for event_id, *_ in self.split_rows}
+        out |= {(event_id, "primary") for event_id in own if event_id not in with_team}
+        return out
+
     def assigned_accounts(self, manager: str, start: dt.date, end: dt.date) -> set[str]:
         return {
             a for a, m, f, to in self.assignments if m == manager and _overlaps(f, to, start, end)
         }
 
     def am_view_totals(self, manager: str, start: dt.date, end: dt.date) -> dict[str, Decimal]:
+        """The view's sums (0 for a manager without rows)."""
         totals = defaultdict(Decimal)
         for m, day, booked, pipeline, won, lost, created, refunds in self.am_view:
             if m == manager and start <= day < end:
@@ -164,7 +208,7 @@ class Oracle:
                     ("refunds", refunds),
                 ):
                     totals[key] += value
-        return dict(totals)
+        return totals
 
     def rollup_booked(self, territory: str, start: dt.date, end: dt.date) -> Decimal:
         return sum(

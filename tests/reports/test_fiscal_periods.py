@@ -302,7 +302,8 @@ def test_the_command_writes_a_4_4_5_quarter(dbs, tmp_path):
         text = page.read_text(encoding="utf-8")
         assert number(figures(text)["booked"]) == expected.get(page.stem, 0), page.stem
         assert "period FY2027-Q1: 1 Feb 2026 – 2 May 2026" in text
-        assert ">P01<" in text and ">P03<" in text  # the account-by-period columns
+        if number(figures(text)["accounts"]):  # the account-by-period columns
+            assert ">P01<" in text and ">P03<" in text
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "FY2027 Q1" in index
 

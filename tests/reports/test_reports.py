@@ -185,6 +185,11 @@ def _expected_rows(oracle: Oracle, kind: str, person_id: str) -> set[tuple[str, 
                 (role, "account", e.event_id)
                 for e in oracle.account_scope(person_id, period.start, period.end)
             }
+    if kind == "account_managers":  # split credit: the current period only
+        out |= {
+            ("current", f"split_{split_type}", event_id)
+            for event_id, split_type in oracle.split_scope(person_id, P.start, P.end)
+        }
     return out
 
 
@@ -198,7 +203,7 @@ def test_a_report_holds_only_its_managers_rows_and_accounts(report_dir, oracle, 
         allowed = {r["account_id"] for r in rows}
         if folder == "account_managers":
             allowed |= oracle.assigned_accounts(person_id, P.start, P.end)
-            assert {r["account_manager_id"] for r in rows} <= {person_id}
+            assert {r["account_manager_id"] for r in rows if r["scope"] == "account"} <= {person_id}
         allowed_names = {names[a] for a in allowed if a in names}
         forbidden = {
             name
