@@ -24,7 +24,7 @@ from pipelines.importers import sf_reference as ref
 from pipelines.importers.sf_events import opportunity_events, stage_kinds
 from pipelines.importers.sf_export import Reject, read_export
 from schemas.money import CURRENCY_MINOR_UNITS
-from schemas.reference import REFERENCE_FILE_COLUMNS
+from schemas.reference import REFERENCE_FILE_COLUMNS, REQUIRED_REFERENCE_TABLES
 
 EVENTS_FILE = "events/salesforce.jsonl"
 REJECTS_FILE = "import_rejects.csv"
@@ -85,7 +85,8 @@ def import_salesforce(export: str | Path, out: str | Path, *, reporting_currency
 
 def reference_tables(objects: dict, *, reporting: str, corporate: str,
                      manager_roles: tuple[str, ...]) -> tuple[dict[str, ref.Rows], list[Reject]]:
-    """The seven reference tables (``REFERENCE_FILE_COLUMNS`` keys) and their rejects."""
+    """The seven required reference tables and their rejects (no ``account_splits``:
+    Salesforce has no account-level split, docs/import-salesforce.md)."""
     rejects: list[Reject] = []
 
     def take(pair):
@@ -110,7 +111,7 @@ def reference_tables(objects: dict, *, reporting: str, corporate: str,
     tables = {"accounts": accounts, "account_assignments": assignments,
               "territories": territories, "territory_rules": rules,
               "territory_managers": managers, "people": people, "fx_rates": fx_rows}
-    return {name: tables[name] for name in REFERENCE_FILE_COLUMNS}, rejects
+    return {name: tables[name] for name in REQUIRED_REFERENCE_TABLES}, rejects
 
 
 def _corporate(currency_type, option: str | None, reporting: str) -> str:
@@ -131,8 +132,9 @@ def write_outputs(summary: ImportSummary, events: list[dict], tables: dict[str, 
         for event in events:
             record = {k: v for k, v in event.items() if v is not None}
             handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-    for name, columns in REFERENCE_FILE_COLUMNS.items():
-        _write_csv(summary.reference_dir / f"{name}.csv", columns, tables[name])
+    for name in REQUIRED_REFERENCE_TABLES:
+        _write_csv(summary.reference_dir / f"{name}.csv", REFERENCE_FILE_COLUMNS[name],
+                   tables[name])
     _write_csv(summary.rejects_file, REJECT_COLUMNS,
                [{c: getattr(r, c) for c in REJECT_COLUMNS}
                 for r in sorted(rejects, key=lambda r: (r.file, r.line or 0, r.reason))])
