@@ -6,7 +6,6 @@ shares that do not sum to 100 stop the run with the check that failed."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import shutil
 from collections import defaultdict
@@ -20,24 +19,13 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.generate import generate_dataset
+from tests.test_restate import _rows, _write
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 CENT = Decimal("0.01")
 FAR_PAST = dt.datetime.min.replace(tzinfo=dt.UTC)
 FAR_FUTURE = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _instant(text: str, default: dt.datetime) -> dt.datetime:

@@ -110,6 +110,15 @@ class SplitIndex:
     def empty(self) -> bool:
         return len(self.timeline) == 0
 
+    def members_of(self, teams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, member): one row per member of each of ``teams``; ``owner`` is the
+        position in ``teams``, ``member`` the row of the member arrays."""
+        first = self.member_first[teams]
+        sizes = self.member_first[teams + 1] - first
+        owner = np.repeat(np.arange(teams.shape[0]), sizes)
+        starts = np.cumsum(sizes) - sizes
+        return owner, np.arange(owner.shape[0]) - starts[owner] + first[owner]
+
     @classmethod
     def build(cls, account_splits: pa.Table) -> SplitIndex:
         intervals, members = _teams(account_splits)
@@ -228,6 +237,17 @@ def team_intervals(account_splits: pa.Table) -> pa.Table:
 # ------------------------------------------------------------------ the split
 
 
+def _product_divmod(a: np.ndarray, b: np.ndarray, d: np.ndarray | int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``divmod(a * b, d)`` exactly for non-negative int64 ``a``, ``b``: in Python integers
+    where the product could pass int64 (quotient and remainder fit int64 again)."""
+    if a.size and int(a.max()) * int(b.max()) >= 2**62:
+        product = a.astype(object) * b.astype(object)
+        d = d.astype(object) if isinstance(d, np.ndarray) else d
+        return (product // d).astype(np.int64), (product % d).astype(np.int64)
+    return np.divmod(a * b, d)
+
+
 def largest_remainder(amounts: np.ndarray, owner: np.ndarray, units: np.ndarray,
                       totals: np.ndarray) -> np.ndarray:
     """Shares of non-negative integer ``amounts`` among members (rows).
@@ -238,15 +258,7 @@ def largest_remainder(amounts: np.ndarray, owner: np.ndarray, units: np.ndarray,
     each to the rows with the largest remainders, earlier rows first among equals. The
     shares of one amount sum exactly to it.
     """
-    a = amounts[owner]
-    t = totals[owner]
-    if a.size and int(a.max()) * int(units.max()) >= 2**62:  # exact beyond int64
-        product = a.astype(object) * units.astype(object)
-        share = (product // t.astype(object)).astype(np.int64)
-        remainder = (product % t.astype(object)).astype(np.int64)
-    else:
-        product = a * units
-        share, remainder = product // t, product % t
+    share, remainder = _product_divmod(amounts[owner], units, totals[owner])
     left = amounts - _sum_by(owner, share, amounts.shape[0])
     order = np.lexsort((np.arange(owner.shape[0]), -remainder, owner))
     first = np.searchsorted(owner[order], owner[order], side="left")
@@ -264,11 +276,7 @@ def _sum_by(owner: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def half_even_shares(amounts: np.ndarray, units: np.ndarray) -> np.ndarray:
     """``amounts * units / WHOLE`` rounded half to even (overlay credit), exact."""
-    if amounts.size and int(np.abs(amounts).max()) * int(units.max()) >= 2**62:
-        product = amounts.astype(object) * units.astype(object)
-        q, r = (product // WHOLE).astype(np.int64), (product % WHOLE).astype(np.int64)
-    else:
-        q, r = np.divmod(amounts * units, WHOLE)
+    q, r = _product_divmod(amounts, units, WHOLE)
     up = (2 * r > WHOLE) | ((2 * r == WHOLE) & (q % 2 == 1))
     return q + up.astype(np.int64)
 
@@ -286,11 +294,7 @@ def split_credit(facts: pa.Table, index: SplitIndex) -> pa.Table:
         return SPLIT_CREDIT_SCHEMA.empty_table()
     teams = team_of_fact[hit]
     facts = facts.take(pa.array(hit))
-    first = index.member_first[teams]
-    sizes = index.member_first[teams + 1] - first
-    owner = np.repeat(np.arange(hit.size), sizes)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    member = np.arange(owner.shape[0]) - starts[owner] + first[owner]
+    owner, member = index.members_of(teams)
     overlay = index.member_overlay[member]
     units = index.member_units[member]
     primary = np.flatnonzero(~overlay)
@@ -365,11 +369,7 @@ def restated_teams(account_splits: pa.Table | SplitIndex, as_of: pa.Scalar | obj
     teams = index.team_of_value[codes]
     has = np.flatnonzero(teams >= 0)
     teams = teams[has]
-    first = index.member_first[teams]
-    sizes = index.member_first[teams + 1] - first
-    owner = np.repeat(np.arange(has.size), sizes)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if has.size else np.zeros(0, int)
-    member = np.arange(owner.shape[0]) - starts[owner] + first[owner]
+    owner, member = index.members_of(teams)
     take = pa.array(member, pa.int64())
     return pa.table({
         "account_id": accounts.take(pa.array(has[owner], pa.int64())),
