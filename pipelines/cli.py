@@ -35,6 +35,7 @@ from pipelines.cli_common import (
 )
 from pipelines.cli_restate import RestateAsOf
 from pipelines.errors import UserError, storage_error
+from pipelines.pandas_probe import defer_pandas_import
 
 app = typer.Typer(
     name="revattr",
@@ -256,6 +257,7 @@ app.command("restate")(restate_command)
 
 
 def main() -> None:
+    defer_pandas_import()
     try:
         app()
     except UserError as error:  # raised outside a verb's own handling

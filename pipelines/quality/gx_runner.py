@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.errors import UserError
+from pipelines.pandas_probe import import_pandas
 from pipelines.quality.results import (  # re-exported for callers
     DEFAULT_MAX_ROWS,
     EXAMPLES,
@@ -206,7 +207,7 @@ def _validate(suite: Suite, frame: str, expectations: list[Expectation], data: p
     for ``unexpected_index_column_names`` instead would build a record for every
     failing row (seconds on 100k rows), so example rows are taken from ``data``.
     """
-    import pandas as pd
+    pd = import_pandas()
 
     frame_df = data.to_pandas() if data.num_columns else pd.DataFrame(
         index=pd.RangeIndex(data.num_rows))
