@@ -16,10 +16,9 @@ from types import ModuleType
 def defer_pandas_import() -> bool:
     """Answer pyarrow's pandas probe with "not installed" once; True if it was answered.
 
-    Afterwards ``pa.array`` of a list does not import pandas, while anything that needs
-    pandas (``to_pandas``, ``Table.from_pandas``) still imports it and re-enables
-    pyarrow's pandas support. Does nothing when pandas is already imported (the probe
-    then costs nothing) or when something else already answered it.
+    Afterwards ``pa.array`` of a list does not import pandas, while ``to_pandas`` (or
+    ``import_pandas``) still imports it and re-enables pyarrow's pandas support. Does
+    nothing when pandas is already imported: the probe then costs nothing.
     """
     if "pandas" in sys.modules:
         return False
@@ -52,6 +51,6 @@ class _NoPandas(importlib.abc.MetaPathFinder):
     """An import finder that refuses pandas (and nothing else)."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if fullname == "pandas" or fullname.startswith("pandas."):
+        if fullname == "pandas":
             raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
         return None
