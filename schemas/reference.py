@@ -2,10 +2,10 @@
 
 Files are CSV (header row) or Parquet, one per table, named ``<table>.csv`` or
 ``<table>.parquet`` in one directory (the seven tables of the contract, plus the
-optional ``account_splits``: an absent file is an empty table). ``REFERENCE_FILE_COLUMNS`` is the file
-layout (every column read as text); ``REFERENCE_SCHEMAS`` the typed tables the
-loader produces. ``valid_from``/``valid_to`` become UTC timestamps, null meaning
-"since always" / "open-ended".
+optional ``account_splits``: an absent file is an empty table).
+``REFERENCE_FILE_COLUMNS`` is the file layout (every column read as text);
+``REFERENCE_SCHEMAS`` the typed tables the loader produces. ``valid_from``/``valid_to``
+become UTC timestamps, null meaning "since always" / "open-ended".
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ file (see ``pipelines/io/catalog.py`` for how readers see it):
   ``split_credit``, is computed from that part and placed beside it);
 * ``upsert`` relations (the revenue views, reconciliation): the store's current
   rows of every (key, day) the run touched;
-* ``snapshot`` relations (reference tables): all rows, only when they changed.
+* ``snapshot`` relations (reference tables and what is derived from them): all rows,
+  only when they changed, written from the run's Arrow tables and placed like the
+  facts before the store commits (the store keeps no copy of them).
 
 So the cost of a publication follows the size of the run, not of the history.
 Parts are merged in the background of each publication, size-tiered: when the
@@ -59,8 +61,8 @@ from pipelines.io.duckdb_sql import fetch_all, literal, table_names
 from pipelines.io.reference_loader import with_optional_tables
 from pipelines.io.staging import part_files
 from pipelines.rules.dedupe import PUBLISHED_COLUMNS
-from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.enrich import EnrichmentTimelines
+from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
 from pipelines.rules.splits import SplitIndex, restated_teams, split_credit, split_mismatches
@@ -222,6 +224,7 @@ class Publication:
             if summary.status == "succeeded":  # before the commit: a crash after it finds it
                 self._place_facts(staging, version)
                 self._place_splits(staged_splits, version)
+                self._place_snapshot(staged_snapshot, version)
 
         publisher = self.publisher()
         started = time.perf_counter()
@@ -235,11 +238,13 @@ class Publication:
                 "restated_attribution": restated_attribution(reference, restated_at, timelines),
                 "restated_splits": restated_teams(split_index, restated_at),
                 "fiscal_calendar": self.calendar.days()}
+            staged_snapshot = self._stage_snapshot(staging, snapshot)
             staged_splits, mismatches = self._stage_splits(staging, split_index)
             if part_files(staging, "dq_results"):  # checks on
                 self._stage_published_checks(staging, snapshot, mismatches)
+            # The store keeps no snapshot: its parts, placed like the facts', are the record.
             summary = publisher.publish(
-                staging, run, snapshot, record=record_version, con=con
+                staging, run, None, record=record_version, con=con
             )
             applied = time.perf_counter()
             exported = self._export_pending(con)
@@ -325,6 +330,37 @@ class Publication:
             return None, mismatches[0]
         os.replace(tmp, target)
         return target, pa.concat_tables(mismatches)
+
+    @staticmethod
+    def _stage_snapshot(staging: str | Path, snapshot: dict[str, pa.Table] | None,
+                        ) -> dict[str, Path]:
+        """The changed reference snapshot (and what is derived from it), one Parquet file per
+        snapshot relation, typed by its published schema ({}: unchanged, nothing to place)."""
+        if snapshot is None:
+            return {}
+        folder = Path(staging) / "_publication" / "snapshot"
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = with_optional_tables(snapshot)
+        staged = {}
+        for relation in PUBLISHED_RELATIONS.values():
+            if relation.kind != SNAPSHOT:
+                continue
+            table = tables[relation.name].select(relation.schema.names).cast(relation.schema)
+            staged[relation.name] = folder / f"{relation.name}.parquet"
+            pq.write_table(table, staged[relation.name])
+        return staged
+
+    def _place_snapshot(self, staged: dict[str, Path], version: int) -> None:
+        """The staged snapshot as the version's parts; with none staged (unchanged), a part
+        of that number left by a publication that never committed is removed."""
+        for relation in PUBLISHED_RELATIONS.values():
+            if relation.kind != SNAPSHOT:
+                continue
+            target = self.layout.relation_dir(relation.name) / part_name(version, version)
+            if relation.name in staged:
+                os.replace(staged[relation.name], target)
+            else:
+                target.unlink(missing_ok=True)
 
     def _place_splits(self, staged: Path | None, version: int) -> None:
         """The staged split credit as the version's part (invisible until its marker)."""
@@ -423,11 +459,16 @@ class Publication:
             if splits.exists():
                 written[SPLITS] = pq.read_metadata(splits).num_rows
         for relation in PUBLISHED_RELATIONS.values():
-            if relation.kind == SNAPSHOT and not reference_changed:
-                continue
+            target = self.layout.relation_dir(relation.name) / part_name(version, version)
+            if relation.kind == SNAPSHOT:  # placed by the publication when it changed
+                if target.exists():
+                    written[relation.name] = pq.read_metadata(target).num_rows
+                    continue
+                if not reference_changed:
+                    continue
+                # else: a store of revattr <= 0.1.0 kept the snapshot: export it from there
             if relation.name in PLACED:  # placed by the publication itself
                 continue
-            target = self.layout.relation_dir(relation.name) / part_name(version, version)
             rows = self._write(con, self._version_sql(relation, run_id), target)
             if rows:
                 written[relation.name] = rows

@@ -43,11 +43,12 @@ from schemas.events import EVENT_SCHEMA
 from schemas.outputs import (
     ACCOUNT_MANAGER_REVENUE_SCHEMA,
     ATTRIBUTED_EVENTS_SCHEMA,
+    DERIVED_SNAPSHOTS,
     MEASURES,
     REVENUE_VIEWS,
+    SPLIT_MISMATCH_SCHEMA,
     TERRITORY_REVENUE_SCHEMA,
 )
-from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA
 from schemas.reference import (
     OPTIONAL_REFERENCE_TABLES,
     REFERENCE_SCHEMAS,

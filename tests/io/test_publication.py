@@ -29,9 +29,12 @@ from pipelines.errors import UserError
 from pipelines.generate import generate_dataset
 from pipelines.io.catalog import Layout, commit_name, part_name
 from pipelines.io.duckdb_publisher import RunInfo, RunSummary
+from pipelines.io.duckdb_sql import literal
 from pipelines.io.publication import Part, Publication, PublishedEvents
-from pipelines.io.reference_loader import load_reference
+from pipelines.io.reference_loader import load_reference, with_optional_tables
 from pipelines.rules.enrich import EnrichmentTimelines
+from pipelines.rules.fiscal_calendar import FiscalCalendar
+from pipelines.rules.restate import restate_moment, restated_attribution
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT
 from schemas.reference import REFERENCE_TABLES
 from tests.utils import copy_database
@@ -106,7 +109,8 @@ def publish_chunk(
 
 
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS  # noqa: E402
-from pipelines.rules.splits import SplitIndex, split_credit  # noqa: E402
+from pipelines.rules.splits import SplitIndex, restated_teams, split_credit  # noqa: E402
+from schemas.outputs import view_sql  # noqa: E402
 
 
 def columns(name: str) -> str:
@@ -125,14 +129,47 @@ def rows(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple]:
     return con.execute(f"SELECT {select} FROM {name} ORDER BY ALL").fetchall()
 
 
-def assert_catalog_equals_store(db: Path, names=None) -> None:
-    """Every relation readers see equals the writer's store; the facts, which the store
-    does not keep, tie out to its per-day totals (and are unique by event_id)."""
+def expected_snapshot(reference: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """What the snapshot relations must hold after a run with ``reference`` (default
+    restated moment and fiscal calendar), derived here from the rules."""
+    tables = with_optional_tables(reference)
+    moment = restate_moment(None)
+    return {**tables,
+            "restated_attribution": restated_attribution(tables, moment),
+            "restated_splits": restated_teams(tables["account_splits"], moment),
+            "fiscal_calendar": FiscalCalendar().days()}
+
+
+def store_oracle(store: Path, reference: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """An in-memory copy of the writer's store with the expected snapshot in place of the
+    one it does not keep, and the store's views over them."""
+    oracle = duckdb.connect()
+    oracle.execute(f"ATTACH {literal(store)} AS s (READ_ONLY)").fetchall()
+    snapshot = expected_snapshot(reference)
+    stored = [r[0] for r in oracle.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 's'").fetchall()]
+    for name in stored:
+        if name not in snapshot:
+            oracle.execute(f"CREATE TABLE {name} AS SELECT * FROM s.{name}").fetchall()
+    for name, table in snapshot.items():
+        oracle.register("_expected", table)
+        oracle.execute(f"CREATE TABLE {name} AS SELECT * FROM _expected").fetchall()
+        oracle.unregister("_expected")
+    for statement in view_sql(1, daily_facts="daily_facts"):
+        oracle.execute(statement).fetchall()
+    oracle.execute("DETACH s").fetchall()
+    return oracle
+
+
+def assert_catalog_equals_store(db: Path, reference: dict[str, pa.Table], names=None) -> None:
+    """Every relation readers see equals the writer's store (its snapshot, which it does
+    not keep, being the one ``reference`` gives); the facts, which the store does not keep
+    either, tie out to its per-day totals (and are unique by event_id)."""
     names = names or [*PUBLISHED_RELATIONS, *DERIVED_VIEWS]
     layout = Layout.of(db)
     with (
         duckdb.connect(str(layout.catalog), read_only=True) as catalog,
-        duckdb.connect(str(layout.store), read_only=True) as store,
+        store_oracle(layout.store, reference) as store,
     ):
         for name in names:
             if name == "attributed_events":
@@ -151,7 +188,7 @@ def assert_catalog_equals_store(db: Path, names=None) -> None:
                     f"SELECT {', '.join(SPLIT_FACT_COLUMNS)} FROM attributed_events"
                 ).to_arrow_table()
                 splits = store.sql("SELECT * FROM account_splits").to_arrow_table()
-                expected = split_credit(facts, SplitIndex.build(splits))
+                expected = split_credit(facts, SplitIndex.build(splits))  # noqa: F841
                 with duckdb.connect() as scratch:
                     stored = scratch.execute("SELECT * FROM expected ORDER BY ALL").fetchall()
                 assert published, "split_credit: the dataset has account teams"
@@ -189,9 +226,9 @@ def copy(published, tmp_path) -> Path:
 
 
 @slow
-def test_every_catalog_relation_equals_the_store_table_after_several_runs(published):
+def test_every_catalog_relation_equals_the_store_table_after_several_runs(published, dataset):
     assert set(REFERENCE_TABLES) <= set(PUBLISHED_RELATIONS)
-    assert_catalog_equals_store(published, list(PUBLISHED_RELATIONS))
+    assert_catalog_equals_store(published, dataset.reference, list(PUBLISHED_RELATIONS))
     with duckdb.connect(str(published), read_only=True) as con:
         assert count(con, "pipeline_runs") == PUBLISHED_RUNS
         for name in ("attributed_events", "quarantine", "dq_results", *REFERENCE_TABLES):
@@ -202,9 +239,9 @@ def test_every_catalog_relation_equals_the_store_table_after_several_runs(publis
 
 @slow
 def test_derived_views_exist_and_equal_the_store_and_the_rollup_root_ties_to_the_facts(
-    published,
+    published, dataset
 ):
-    assert_catalog_equals_store(published, DERIVED_VIEWS)
+    assert_catalog_equals_store(published, dataset.reference, DERIVED_VIEWS)
     with duckdb.connect(str(published), read_only=True) as con:
         for view in DERIVED_VIEWS:
             assert count(con, view) > 0, view
@@ -291,7 +328,7 @@ def test_parts_above_the_committed_version_are_invisible_even_when_covering(copy
 
 @slow
 def test_compaction_bounds_live_parts_keeps_contents_and_deletes_covered_parts_after_grace(
-    copy, monkeypatch
+    copy, monkeypatch, dataset
 ):
     publication = Publication(copy)
     versions = publication.committed_version()
@@ -330,7 +367,7 @@ def test_compaction_bounds_live_parts_keeps_contents_and_deletes_covered_parts_a
     assert publication.collect_garbage(now=time.time()) == 0
     assert publication.collect_garbage(now=time.time() + publication.grace_seconds + 1) == 0
     assert read_all(copy) == before
-    assert_catalog_equals_store(copy)
+    assert_catalog_equals_store(copy, dataset.reference)
 
 
 @slow
@@ -355,7 +392,7 @@ def test_publishing_with_a_small_fanout_keeps_few_live_parts_and_the_same_conten
     assert len(publication.live_parts("attributed_events")) < versions
     assert len(publication.live_parts("pipeline_runs")) < versions
     assert any(p.hi > p.lo for p in publication.live_parts("territory_revenue"))
-    assert_catalog_equals_store(db)
+    assert_catalog_equals_store(db, dataset.reference)
     with duckdb.connect(str(db), read_only=True) as con:
         assert count(con, "pipeline_runs") == runs
 
@@ -395,7 +432,7 @@ def test_a_crash_between_store_commit_and_export_is_repaired_by_export_pending(c
 
     assert publication.export_pending() == [version]
     assert publication.committed_version() == version
-    assert_catalog_equals_store(copy)
+    assert_catalog_equals_store(copy, dataset.reference)
     assert publication.export_pending() == []
     assert publication.committed_version() == version
 
@@ -424,12 +461,14 @@ def test_a_crash_before_the_commit_marker_leaves_readers_on_the_previous_version
 
     monkeypatch.setattr(Publication, "_write_marker", write_marker)
     assert publication.export_pending() == [version]
-    assert_catalog_equals_store(copy)
+    assert_catalog_equals_store(copy, dataset.reference)
     assert publication.export_pending() == []
     # and the next run publishes on top of it as usual
     publish_chunk(publication, dataset, PUBLISHED_RUNS + 1)
     assert publication.committed_version() == version + 1
-    assert_catalog_equals_store(copy, ["attributed_events", "territory_revenue", "pipeline_runs"])
+    assert_catalog_equals_store(
+        copy, dataset.reference, ["attributed_events", "territory_revenue", "pipeline_runs"]
+    )
 
 
 # ---------------------------------------------------------------- 5. readers
@@ -507,7 +546,7 @@ def test_a_reader_holding_one_connection_open_sees_every_publication_without_loc
     finally:
         reader.close()
         process.close()
-    assert_catalog_equals_store(db)
+    assert_catalog_equals_store(db, dataset.reference)
 
 
 @slow
@@ -533,6 +572,32 @@ def test_a_changed_catalog_replaces_the_file_while_a_reader_keeps_the_old_one_op
 
 
 # ---------------------------------------------------------- 6. reference
+
+
+@slow
+def test_a_snapshot_part_left_by_a_publication_that_never_committed_is_not_published(
+    copy, dataset
+):
+    # A publication places its changed snapshot before the store commits; if that commit
+    # never happens, the next publication reuses the version number. With the reference
+    # unchanged, it must remove the stray part rather than publish it under its marker.
+    publication = Publication(copy)
+    stray_version = publication.committed_version() + 1
+    stray = publication.layout.relation_dir("accounts") / part_name(stray_version, stray_version)
+    live = publication.live_parts("accounts")[-1].path
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * REPLACE ('Stray Ltd.' AS account_name) FROM read_parquet("
+            f"{literal(live)})) TO {literal(stray)} (FORMAT parquet)"
+        ).fetchall()
+
+    publish_chunk(publication, dataset, PUBLISHED_RUNS)  # same reference
+
+    assert publication.committed_version() == stray_version
+    assert not stray.exists()
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert count(con, "accounts WHERE account_name = 'Stray Ltd.'") == 0
+    assert_catalog_equals_store(copy, dataset.reference, list(REFERENCE_TABLES))
 
 
 @slow
@@ -574,7 +639,7 @@ def test_reference_tables_are_exported_only_when_the_reference_changes(copy, dat
         ).fetchall()
         assert names == [("Renamed Holdings Ltd.",)]
         assert count(con, "accounts") == changed["accounts"].num_rows
-    assert_catalog_equals_store(copy, list(REFERENCE_TABLES))
+    assert_catalog_equals_store(copy, changed, list(REFERENCE_TABLES))
 
 
 # --------------------------------------------------------------- 7. layout
@@ -617,20 +682,21 @@ def test_prepare_on_a_new_database_commits_an_empty_version_zero(tmp_path):
 @slow
 @pytest.mark.parametrize("folder", ["a[1]", "it's here"])
 def test_a_database_under_a_folder_with_glob_or_quote_characters_publishes_its_own_parts(
-    published, tmp_path, folder
+    published, tmp_path, folder, dataset
 ):
     db = copy_database(published, tmp_path / folder / "revenue.duckdb")
-    assert_catalog_equals_store(db)
+    assert_catalog_equals_store(db, dataset.reference)
 
 
 @slow
 def test_a_database_under_a_folder_with_a_star_does_not_read_a_sibling_database(
-    published, tmp_path
+    published, tmp_path, dataset
 ):
     star = copy_database(published, tmp_path / "db*" / "revenue.duckdb")
     sibling = copy_database(published, tmp_path / "db-sibling" / "revenue.duckdb")
-    assert_catalog_equals_store(star)  # unescaped, "db*" also globs db-sibling's parts
-    assert_catalog_equals_store(sibling, ["attributed_events"])
+    # unescaped, "db*" also globs db-sibling's parts
+    assert_catalog_equals_store(star, dataset.reference)
+    assert_catalog_equals_store(sibling, dataset.reference, ["attributed_events"])
 
 
 @slow
@@ -686,13 +752,13 @@ def test_a_failed_run_publishes_its_run_row_but_neither_its_facts_nor_its_refere
         assert status == [("failed_checks",)]
     for name in ("attributed_events", "territory_revenue", "reconciliation", *REFERENCE_TABLES):
         assert after[name] == before[name], name
-    assert_catalog_equals_store(copy)
+    assert_catalog_equals_store(copy, dataset.reference)
 
     # the next successful run with that reference does export it
     publish_chunk(publication, dataset, PUBLISHED_RUNS, changed, EnrichmentTimelines.build(changed))
     with duckdb.connect(str(copy), read_only=True) as con:
         assert count(con, "people") == changed["people"].num_rows
-    assert_catalog_equals_store(copy, [*REFERENCE_TABLES, "pipeline_runs"])
+    assert_catalog_equals_store(copy, changed, [*REFERENCE_TABLES, "pipeline_runs"])
 
 
 # ----------------------------------------------------------------- 8. upserts
@@ -700,7 +766,7 @@ def test_a_failed_run_publishes_its_run_row_but_neither_its_facts_nor_its_refere
 
 @slow
 def test_each_upsert_relation_has_one_row_per_key_after_late_events_for_published_days(
-    published,
+    published, dataset
 ):
     publication = Publication(published)
     with duckdb.connect(str(published), read_only=True) as con:
@@ -730,7 +796,7 @@ def test_each_upsert_relation_has_one_row_per_key_after_late_events_for_publishe
                WHERE t.booked_revenue IS DISTINCT FROM f.booked_revenue"""
         ).fetchall()[0][0]
         assert mismatched == 0
-    assert_catalog_equals_store(published, [r.name for r in UPSERTS])
+    assert_catalog_equals_store(published, dataset.reference, [r.name for r in UPSERTS])
 
 
 def test_published_relations_cover_every_kind():

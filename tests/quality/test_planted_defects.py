@@ -57,9 +57,8 @@ def _published_inputs() -> dict[str, pa.Table]:
 
     from pipelines.rules.fiscal_calendar import FiscalCalendar
     from pipelines.rules.restate import restated_attribution
-    from schemas.outputs import SPLIT_MISMATCH_SCHEMA
-
     from pipelines.rules.splits import restated_teams
+    from schemas.outputs import SPLIT_MISMATCH_SCHEMA
 
     moment = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     restated = restated_attribution(c.reference(), moment)
