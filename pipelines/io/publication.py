@@ -45,6 +45,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import UserError
@@ -229,14 +230,15 @@ class Publication:
         publisher = self.publisher()
         started = time.perf_counter()
         staged_splits: Path | None = None
-        split_index = SplitIndex.build(with_optional_tables(reference)["account_splits"])
+        account_splits = with_optional_tables(reference)["account_splits"]
+        split_index = SplitIndex.build(account_splits, _run_accounts(staging, account_splits))
         con = self._store_connection()
         try:
             unchanged = digest == _reference_hash_before(con)
             snapshot = None if unchanged else {
                 **reference,
                 "restated_attribution": restated_attribution(reference, restated_at, timelines),
-                "restated_splits": restated_teams(split_index, restated_at),
+                "restated_splits": restated_teams(account_splits, restated_at),
                 "fiscal_calendar": self.calendar.days()}
             staged_snapshot = self._stage_snapshot(staging, snapshot)
             staged_splits, mismatches = self._stage_splits(staging, split_index)
@@ -655,6 +657,19 @@ class PublishedEvents:
             ).to_arrow_table()
         finally:
             con.close()
+
+
+def _run_accounts(staging: str | Path, account_splits: pa.Table) -> pa.Array | None:
+    """The accounts of the run's staged facts, when the run has fewer facts than
+    ``account_splits`` has rows (its split index need not cover every account then);
+    None: index them all."""
+    files = part_files(staging, FACTS)
+    if sum(pq.read_metadata(f).num_rows for f in files) >= account_splits.num_rows:
+        return None
+    accounts = [pq.read_table(f, columns=["account_id"])["account_id"] for f in files]
+    if not accounts:
+        return pa.array([], pa.string())
+    return pc.unique(pa.chunked_array([c for a in accounts for c in a.chunks], pa.string()))
 
 
 def _reference_hash_before(

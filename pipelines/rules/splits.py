@@ -120,7 +120,12 @@ class SplitIndex:
         return owner, np.arange(owner.shape[0]) - starts[owner] + first[owner]
 
     @classmethod
-    def build(cls, account_splits: pa.Table) -> SplitIndex:
+    def build(cls, account_splits: pa.Table, accounts: pa.Array | None = None) -> SplitIndex:
+        """The index of ``account_splits`` (only of the rows of ``accounts``, when given:
+        a small run need not resolve the teams of every account)."""
+        if accounts is not None:
+            account_splits = account_splits.filter(
+                pc.is_in(account_splits["account_id"], value_set=accounts.cast(pa.string())))
         intervals, members = _teams(account_splits)
         timeline = pa.table({
             "key": pa.array([i[0] for i in intervals], pa.string()),
@@ -353,14 +358,57 @@ def split_mismatches(facts: pa.Table, credit: pa.Table) -> pa.Table:
 
 def restated_teams(account_splits: pa.Table | SplitIndex, as_of: pa.Scalar | object,
                    ) -> pa.Table:
-    """Every account's team at ``as_of`` (``RESTATED_SPLITS_SCHEMA``, members in the
-    rule's order; a null person is the account manager's default member): what the
-    restated basis splits each event of the account by. ``account_splits`` may be given
-    as its ``SplitIndex``."""
-    index = (account_splits if isinstance(account_splits, SplitIndex)
-             else SplitIndex.build(account_splits))
-    accounts = index.timeline.keys
+    """Every account's team at ``as_of`` (``RESTATED_SPLITS_SCHEMA``, accounts sorted,
+    members in the rule's order; a null person is the account manager's default member):
+    what the restated basis splits each event of the account by.
+
+    From the table: the rows valid at ``as_of``, vectorised. From a ``SplitIndex``: its
+    teams at that instant (the same rows; tests compare the two).
+    """
     moment = pa.scalar(as_of, pa.timestamp("us", tz="UTC"))
+    if isinstance(account_splits, SplitIndex):
+        return _restated_from_index(account_splits, moment)
+    instant = to_micros(pa.array([moment]), MAX_TIME)[0]
+    start = to_micros(account_splits["valid_from"], MIN_TIME)
+    end = to_micros(account_splits["valid_to"], MAX_TIME)
+    valid = account_splits.filter(pa.array((start <= instant) & (instant < end)))
+    overlay = pc.equal(valid["split_type"], OVERLAY)
+    rows = pa.table({
+        "account_id": valid["account_id"].cast(pa.string()),
+        "overlay": overlay,
+        "person_id": valid["person_id"],
+        "role_order": pc.fill_null(valid["role"], ""),
+        "role": valid["role"],
+        "percent": valid["percent"].cast(PERCENT_TYPE),
+    })
+    # Accounts with overlays only: the account manager's default member leads (100 %).
+    primaries = rows.filter(pc.invert(overlay)).column("account_id")
+    lone = pc.unique(rows.filter(overlay).column("account_id"))
+    lone = lone.filter(pc.invert(pc.is_in(lone, value_set=primaries)))
+    default = pa.table({
+        "account_id": lone,
+        "overlay": pa.repeat(pa.scalar(False), len(lone)),
+        "person_id": pa.nulls(len(lone), pa.string()),
+        "role_order": pa.repeat(pa.scalar(""), len(lone)),
+        "role": pa.repeat(pa.scalar(DEFAULT_SPLIT_ROLE), len(lone)),
+        "percent": pa.repeat(pa.scalar(Decimal(100), PERCENT_TYPE), len(lone)),
+    }, schema=rows.schema)
+    rows = pa.concat_tables([default, rows]).sort_by([
+        ("account_id", "ascending"), ("overlay", "ascending"),
+        ("person_id", "ascending", "at_start"), ("role_order", "ascending"),
+        ("percent", "ascending")])
+    return pa.table({
+        "account_id": rows["account_id"],
+        "person_id": rows["person_id"],
+        "role": rows["role"],
+        "split_type": pc.if_else(rows["overlay"], OVERLAY, PRIMARY),
+        "percent": rows["percent"],
+        "as_of": pa.repeat(moment, rows.num_rows),
+    }, schema=RESTATED_SPLITS_SCHEMA)
+
+
+def _restated_from_index(index: SplitIndex, moment: pa.Scalar) -> pa.Table:
+    accounts = index.timeline.keys
     if index.empty:
         return RESTATED_SPLITS_SCHEMA.empty_table()
     codes = index.timeline.lookup_codes(

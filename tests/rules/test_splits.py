@@ -204,3 +204,33 @@ def test_restated_teams_are_the_members_valid_at_the_moment_in_rule_order():
         ("A", "P9", "specialist", Decimal("10.0000")), ("B", "P3", "ae", Decimal("100.0000"))]
     assert set(after["as_of"].to_pylist()) == {T1}
     assert restated_teams(splits(), T0).num_rows == 0
+
+
+_TIMES = [None, T0, T1, dt.datetime(2026, 3, 1, tzinfo=UTC)]
+_split_row = st.tuples(
+    st.sampled_from(["A", "B", "C"]), st.sampled_from(["P1", "P2", "P3"]),
+    st.sampled_from(["ae", "se", None]), st.sampled_from(["primary", "overlay"]),
+    st.sampled_from(["10", "25.5", "50", "100"]), st.sampled_from(_TIMES[:3]),
+    st.sampled_from([None, *_TIMES[1:]]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(_split_row, max_size=8),
+       moment=st.sampled_from([T0 - dt.timedelta(days=1), T0, T1, T1 + dt.timedelta(days=45)]))
+def test_restated_teams_from_the_table_equal_the_teams_of_its_split_index(rows, moment):
+    from pipelines.rules.splits import restated_teams
+
+    table = splits(*rows)
+    assert restated_teams(table, moment).equals(
+        restated_teams(SplitIndex.build(table), moment))
+
+
+def test_a_split_index_of_some_accounts_splits_their_facts_as_the_whole_index_does():
+    table = splits(("A", "P1", "ae", "primary", "60", None, T1),
+                   ("A", "P2", "ae", "primary", "40", None, None),
+                   ("B", "P3", "ae", "primary", "100", None, None))
+    fact_rows = facts(("e1", "A", "AM", T0, "10.01", "0"), ("e2", "A", "AM", T1, "3.00", "1"))
+    some = SplitIndex.build(table, pa.array(["A"]))
+    assert some.timeline.keys.to_pylist() == ["A"]  # B's teams are not resolved
+    assert split_credit(fact_rows, some).equals(split_credit(fact_rows, SplitIndex.build(table)))
+    assert SplitIndex.build(table, pa.array([], pa.string())).empty
