@@ -171,6 +171,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
             return publication.publish_run(staging, start.run, start.reference,
                                            opts.quality_page, timelines=start.timelines)
     finally:
+        publication.wait_for_catalog(raise_error=False)  # started by start_run
         if remote:
             files.delete_folder(graph_staging)
 

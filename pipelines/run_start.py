@@ -51,7 +51,7 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     publication = Publication(db, opts.fiscal_year_start_month,
                               restate_as_of=getattr(opts, "restate_as_of", None),
                               calendar=fiscal_calendar(opts))
-    publication.prepare()
+    publication.prepare(wait=False)  # the catalog is written while the run goes on
     local_staging = opts.staging_dir and not files.has_scheme(opts.staging_dir)
     staging = Path(opts.staging_dir if local_staging else db.parent / ".staging") / run.run_id
     return RunStart(run, paths, resolved.tables, resolved.timelines, publication, staging)

@@ -31,16 +31,19 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
     publication.catch_up()  # before the history is read: a killed run's version is history
-    with claimed(staging):  # removed after the run (or by the next, if this one is killed)
-        say(f"Running the pipeline on {len(start.paths)} file(s)")
-        stage_embedded(
-            start.paths, start.reference, start.timelines, staging,
-            start.run.run_id,
-            reporting_currency=opts.reporting_currency,
-            history=PublishedEvents(publication.layout.catalog),
-            checks=opts.checks,
-            batch_rows=opts.batch_rows,
-        )
-        say("Publishing")
-        return publication.publish_run(staging, start.run, start.reference, opts.quality_page,
-                                       timelines=start.timelines)
+    try:
+        with claimed(staging):  # removed after the run (or by the next, if this one is killed)
+            say(f"Running the pipeline on {len(start.paths)} file(s)")
+            stage_embedded(
+                start.paths, start.reference, start.timelines, staging,
+                start.run.run_id,
+                reporting_currency=opts.reporting_currency,
+                history=PublishedEvents(publication.layout.catalog),
+                checks=opts.checks,
+                batch_rows=opts.batch_rows,
+            )
+            say("Publishing")
+            return publication.publish_run(staging, start.run, start.reference,
+                                           opts.quality_page, timelines=start.timelines)
+    finally:  # a failed run, too, leaves a whole catalog (started by start_run)
+        publication.wait_for_catalog(raise_error=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def write_catalog(layout: Layout, fiscal_year_start_month: int = 1) -> bool:
     stamp = layout.root / "catalog.sha256"
     if layout.catalog.exists() and stamp.exists() and stamp.read_text() == signature:
         return False
-    tmp = layout.catalog.with_name(f".{layout.catalog.name}.tmp-{os.getpid()}")
+    tmp = layout.catalog.with_name(f".{layout.catalog.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
     tmp.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:

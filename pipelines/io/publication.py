@@ -37,6 +37,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -67,7 +68,7 @@ from pipelines.rules.fiscal_calendar import FiscalCalendar
 from pipelines.rules.restate import restate_moment, restated_attribution
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS
 from pipelines.rules.splits import SplitIndex, restated_teams, split_credit, split_mismatches
-from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA, create_table_sql
+from schemas.outputs import DERIVED_SNAPSHOTS, SPLIT_MISMATCH_SCHEMA
 from schemas.publication import APPEND, PUBLISHED_RELATIONS, SNAPSHOT, UPSERT, PublishedRelation
 
 FACTS = "attributed_events"
@@ -142,16 +143,22 @@ class Publication:
         self.timings: dict[str, float] = {}
         self._prepared = False  # prepare() and the crash catch-up ran in this process
         self._layout_ready = False  # prepare() ran in this process
+        self._catalog_thread: threading.Thread | None = None  # prepare(wait=False)
+        self._catalog_error: BaseException | None = None
 
     @property
     def store(self) -> Path:
         return self.layout.store
 
     # -- set-up ------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self, wait: bool = True) -> None:
         """Create the folders, an empty committed version 0 and the catalog (idempotent;
-        once per process)."""
+        once per process). ``wait=False``: the catalog is written in a thread (binding its
+        views takes ~0.3 s, mostly in DuckDB, which releases the GIL) while the run goes
+        on; ``publish`` waits for it (``wait_for_catalog``)."""
         if self._layout_ready:
+            if wait:
+                self.wait_for_catalog()
             return
         layout = self.layout
         if layout.catalog.exists() and not layout.root.exists():
@@ -162,23 +169,38 @@ class Publication:
                 hint="remove it (or choose another --db) and run again",
             )
         layout.commits.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect()
-        try:
-            for relation in PUBLISHED_RELATIONS.values():
-                folder = layout.relation_dir(relation.name)
-                folder.mkdir(parents=True, exist_ok=True)
-                if not any(folder.glob("p*.parquet")):
-                    fetch_all(con, create_table_sql(f"empty_{relation.name}", relation.schema))
-                    self._write(
-                        con, f"SELECT * FROM empty_{relation.name}", folder / part_name(0, 0),
-                        keep_empty=True,
-                    )
-        finally:
-            con.close()
+        for relation in PUBLISHED_RELATIONS.values():
+            folder = layout.relation_dir(relation.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            if not any(folder.glob("p*.parquet")):
+                tmp = folder / f"_tmp-{uuid.uuid4().hex}.parquet"
+                pq.write_table(relation.schema.empty_table(), tmp)
+                os.replace(tmp, folder / part_name(0, 0))
         if not any(layout.commits.glob("v*.json")):
             self._write_marker(0, {"version": 0, "run_id": None})
-        write_catalog(layout, self.fiscal_year_start_month)
         self._layout_ready = True
+        if wait:
+            write_catalog(layout, self.fiscal_year_start_month)
+            return
+        self._catalog_error = None
+        self._catalog_thread = threading.Thread(
+            target=self._write_catalog_in_thread, name="revattr-catalog")
+        self._catalog_thread.start()
+
+    def _write_catalog_in_thread(self) -> None:
+        try:
+            write_catalog(self.layout, self.fiscal_year_start_month)
+        except BaseException as error:  # re-raised by wait_for_catalog
+            self._catalog_error = error
+
+    def wait_for_catalog(self, raise_error: bool = True) -> None:
+        """Wait for a catalog being written by ``prepare(wait=False)``; raise its error
+        (``raise_error=False``: a run that already failed keeps its own error)."""
+        thread, self._catalog_thread = self._catalog_thread, None
+        if thread is not None:
+            thread.join()
+            if self._catalog_error is not None and raise_error:
+                raise self._catalog_error
 
     def catch_up(self) -> list[int]:
         """``prepare``, then export the versions a crash left committed in the store but not
@@ -190,7 +212,7 @@ class Publication:
         """
         if self._prepared:
             return []
-        self.prepare()
+        self.prepare(wait=False)  # the export needs the parts, not the catalog
         exported = self.export_pending()
         self._prepared = True
         return exported
@@ -253,6 +275,7 @@ class Publication:
         finally:
             con.close()
         self._maintain(exported)
+        self.wait_for_catalog()
         self.timings = {"store": applied - started, "export": time.perf_counter() - applied}
         return summary
 

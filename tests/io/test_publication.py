@@ -110,7 +110,7 @@ def publish_chunk(
 
 from pipelines.rules.splits import FACT_COLUMNS as SPLIT_FACT_COLUMNS  # noqa: E402
 from pipelines.rules.splits import SplitIndex, restated_teams, split_credit  # noqa: E402
-from schemas.outputs import view_sql  # noqa: E402
+from schemas.outputs import duckdb_type, view_sql  # noqa: E402
 
 
 def columns(name: str) -> str:
@@ -197,6 +197,16 @@ def assert_catalog_equals_store(db: Path, reference: dict[str, pa.Table], names=
             assert published == stored, f"{name}: catalog and store differ"
 
 
+def assert_relation_types_are_the_schemas(db: Path) -> None:
+    """Every published relation has its schema's DuckDB column types, whichever writer
+    (DuckDB or pyarrow) wrote its parts."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        for name, relation in PUBLISHED_RELATIONS.items():
+            described = [r[1].replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
+                         for r in con.execute(f"DESCRIBE {name}").fetchall()]
+            assert described == [duckdb_type(f.type) for f in relation.schema], name
+
+
 def count(con: duckdb.DuckDBPyConnection, name: str) -> int:
     return con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
 
@@ -229,6 +239,7 @@ def copy(published, tmp_path) -> Path:
 def test_every_catalog_relation_equals_the_store_table_after_several_runs(published, dataset):
     assert set(REFERENCE_TABLES) <= set(PUBLISHED_RELATIONS)
     assert_catalog_equals_store(published, dataset.reference, list(PUBLISHED_RELATIONS))
+    assert_relation_types_are_the_schemas(published)
     with duckdb.connect(str(published), read_only=True) as con:
         assert count(con, "pipeline_runs") == PUBLISHED_RUNS
         for name in ("attributed_events", "quarantine", "dq_results", *REFERENCE_TABLES):
@@ -677,6 +688,31 @@ def test_prepare_on_a_new_database_commits_an_empty_version_zero(tmp_path):
             assert described == relation.schema.names, name
         for view in DERIVED_VIEWS:
             assert count(con, view) == 0, view
+    assert_relation_types_are_the_schemas(db)
+
+
+def test_a_catalog_written_in_the_background_is_complete_once_waited_for(tmp_path):
+    db = tmp_path / "revenue.duckdb"
+    publication = Publication(db)
+    publication.prepare(wait=False)
+    publication.wait_for_catalog()
+    with duckdb.connect(str(db), read_only=True) as con:
+        for name in PUBLISHED_RELATIONS:
+            assert count(con, name) == 0, name
+    assert not list(tmp_path.glob(".revenue.duckdb.tmp-*"))
+
+
+def test_an_error_of_the_background_catalog_is_raised_by_the_wait(tmp_path, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(publication_module, "write_catalog", broken)
+    publication = Publication(tmp_path / "revenue.duckdb")
+    publication.prepare(wait=False)
+    with pytest.raises(OSError, match="disk full"):
+        publication.wait_for_catalog()
+    publication.prepare(wait=False)  # prepared: nothing is started again
+    publication.wait_for_catalog()
 
 
 @slow
