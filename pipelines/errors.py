@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -65,3 +68,15 @@ def _storage_code(error: BaseException) -> tuple[int | None, str | None]:
         return None, None
     match = _PATH_IN_MESSAGE.search(text)
     return code, match[1] if match else None
+
+
+@contextmanager
+def naming_the_file(path: str | Path) -> Iterator[None]:
+    """Name ``path`` in a disk failure while writing it (Arrow's messages do not)."""
+    try:
+        yield
+    except OSError as error:
+        found = storage_error(error)
+        if found is None or found.where:
+            raise
+        raise UserError(found.what, where=str(path), hint=found.hint) from error

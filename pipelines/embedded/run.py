@@ -31,6 +31,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     start = start_run(opts, say)
     publication, staging = start.publication, start.staging
     publication.catch_up()  # before the history is read: a killed run's version is history
+    publication.prefetch_snapshot(start.reference, start.timelines)  # while the run stages
     try:
         with claimed(staging):  # removed after the run (or by the next, if this one is killed)
             say(f"Running the pipeline on {len(start.paths)} file(s)")
@@ -45,5 +46,6 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
             say("Publishing")
             return publication.publish_run(staging, start.run, start.reference,
                                            opts.quality_page, timelines=start.timelines)
-    finally:  # a failed run, too, leaves a whole catalog (started by start_run)
+    finally:  # a failed run, too, leaves a whole catalog (started by start_run), no draft
         publication.wait_for_catalog(raise_error=False)
+        publication.discard_prefetched()

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -609,6 +610,68 @@ def test_a_snapshot_part_left_by_a_publication_that_never_committed_is_not_publi
     with duckdb.connect(str(copy), read_only=True) as con:
         assert count(con, "accounts WHERE account_name = 'Stray Ltd.'") == 0
     assert_catalog_equals_store(copy, dataset.reference, list(REFERENCE_TABLES))
+
+
+@slow
+def test_a_prefetched_snapshot_is_published_when_changed_and_not_when_unchanged(
+    copy, dataset, monkeypatch
+):
+    drafted = []
+    draft = Publication._draft_snapshot
+
+    def spy(self, reference, *args):  # noqa: ANN001, ANN202
+        drafted.append(threading.current_thread().name)
+        return draft(self, reference, *args)
+
+    monkeypatch.setattr(Publication, "_draft_snapshot", spy)
+    changed = dict(dataset.reference)
+    changed["people"] = dataset.reference["people"].slice(1)  # one person fewer
+    publication = Publication(copy)
+    publication.prefetch_snapshot(changed)
+    publish_chunk(publication, dataset, PUBLISHED_RUNS, changed,
+                  EnrichmentTimelines.build(changed))
+    assert [name.startswith("revattr-snapshot") for name in drafted] == [True]  # not redone
+    assert_catalog_equals_store(copy, changed, [*REFERENCE_TABLES, "restated_attribution",
+                                                "restated_splits", "fiscal_calendar"])
+
+    parts = {name: part_files(copy, name) for name in REFERENCE_TABLES}
+    publication.prefetch_snapshot(changed)  # unchanged since the last run: not published
+    publish_chunk(publication, dataset, PUBLISHED_RUNS + 1, changed,
+                  EnrichmentTimelines.build(changed))
+    assert {name: part_files(copy, name) for name in REFERENCE_TABLES} == parts
+
+
+def test_a_prefetched_snapshot_of_another_reference_is_not_used(tmp_path, monkeypatch):
+    publication = Publication(tmp_path / "revenue.duckdb")
+    reference = {"people": pa.table({"person_id": ["P1"]})}
+    made = []
+    monkeypatch.setattr(Publication, "_draft_snapshot",
+                        lambda self, ref, *args: made.append(ref) or "draft")
+    publication.prefetch_snapshot(reference)
+    assert publication._take_prefetched(dict(reference)) is None  # an equal, other object
+    assert made == [reference]  # the prefetch ran, and was waited for and dropped
+    publication.prefetch_snapshot(reference)
+    assert publication._take_prefetched(reference) == "draft"
+    assert publication._take_prefetched(reference) is None  # taken once
+
+
+@slow
+def test_a_run_that_fails_before_publishing_still_leaves_a_whole_catalog(
+    dataset, tmp_path, monkeypatch
+):
+    import pipelines.embedded.run as embedded_run
+
+    def failing(*_args, **_kwargs):
+        raise RuntimeError("staging failed")
+
+    monkeypatch.setattr(embedded_run, "stage_embedded", failing)
+    db = tmp_path / "revenue.duckdb"
+    with pytest.raises(RuntimeError, match="staging failed"):
+        embedded_run.run([f"--events={dataset.chunks[0]}",
+                          f"--reference={dataset.reference_dir}", f"--db={db}"])
+    assert Layout.of(db).catalog.exists()  # written by the thread start_run started
+    assert not list(tmp_path.glob(".revenue.duckdb.tmp-*"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("revattr-")]
 
 
 @slow
