@@ -545,7 +545,7 @@ class Publication:
                     continue
                 if not reference_changed:
                     continue
-                # else: a store of revattr <= 0.1.0 kept the snapshot: export it from there
+                # else: a store written before 0.4 kept the snapshot: export it from there
             if relation.name in PLACED:  # placed by the publication itself
                 continue
             rows = self._write(con, self._version_sql(relation, run_id), target)
