@@ -16,7 +16,7 @@ from pipelines.io import files
 from pipelines.io.duckdb_publisher import RunInfo
 from pipelines.io.events_reader import expand_event_paths
 from pipelines.io.publication import Publication
-from pipelines.io.reference_cache import resolve_reference
+from pipelines.io.reference_cache import ResolvedReference, resolve_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 from pipelines.run_options import fiscal_calendar, new_run_id
 
@@ -29,6 +29,7 @@ class RunStart:
     timelines: EnrichmentTimelines  # the reference resolved (cached per snapshot)
     publication: Publication
     staging: Path  # the run's own staging folder
+    resolved: ResolvedReference  # reference and timelines, with their cache entry
 
 
 def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN401
@@ -54,5 +55,6 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     publication.prepare(wait=False)  # the catalog is written while the run goes on
     local_staging = opts.staging_dir and not files.has_scheme(opts.staging_dir)
     staging = Path(opts.staging_dir if local_staging else db.parent / ".staging") / run.run_id
-    return RunStart(run, paths, resolved.tables, resolved.timelines, publication, staging)
+    return RunStart(run, paths, resolved.tables, resolved.timelines, publication, staging,
+                    resolved)
 

@@ -33,6 +33,11 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
     publication.catch_up()  # before the history is read: a killed run's version is history
     publication.prefetch_snapshot(start.reference, start.timelines)  # while the run stages
     try:
+        known = None
+        if opts.checks:  # the reference suite's results, once per snapshot (cached)
+            from pipelines.quality.reference_results import reference_suite_results
+
+            known = {"reference": reference_suite_results(start.resolved)}
         with claimed(staging):  # removed after the run (or by the next, if this one is killed)
             say(f"Running the pipeline on {len(start.paths)} file(s)")
             stage_embedded(
@@ -42,6 +47,7 @@ def run(argv: list[str] | None = None, progress: Callable[[str], None] | None = 
                 history=PublishedEvents(publication.layout.catalog),
                 checks=opts.checks,
                 batch_rows=opts.batch_rows,
+                known_results=known,
             )
             say("Publishing")
             return publication.publish_run(staging, start.run, start.reference,

@@ -16,6 +16,7 @@ written is skipped (the run goes on, uncached).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -40,6 +41,7 @@ CACHE_ENV = "REVATTR_CACHE_DIR"
 KEPT_ENTRIES = 4  # older snapshots' entries are removed
 _TABLE_PREFIX = "table-"
 _TIMELINE_PREFIX = "timeline-"
+_DERIVED_PREFIX = "derived-"
 # Whatever decides the resolved tables: a change to any of these files changes the key.
 _CODE = ("pipelines/io/reference_loader.py", "pipelines/rules", "schemas")
 
@@ -50,6 +52,7 @@ class ResolvedReference:
 
     tables: dict[str, pa.Table]
     timelines: EnrichmentTimelines
+    entry: Path | None = None  # its cache entry (None: not cached)
 
 
 def cache_root() -> Path | None:
@@ -64,16 +67,17 @@ def cache_root() -> Path | None:
 
 
 @functools.cache
-def code_fingerprint() -> str:
-    """sha256 of the source files that read and resolve the reference."""
+def code_fingerprint(items: tuple[str, ...] = _CODE) -> str:
+    """sha256 of the source files (``.py`` under a folder) of ``items``, paths from the
+    project root (default: the files that read and resolve the reference)."""
     root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for item in _CODE:
+    for item in items:
         path = root / item
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for file in files:
             digest.update(str(file.relative_to(root)).encode() + b"\0")
-            digest.update(file.read_bytes())
+            digest.update(file.read_bytes() if file.is_file() else b"(absent)")
     return digest.hexdigest()
 
 
@@ -103,7 +107,33 @@ def _resolve_local(directory: Path, say: Callable[[str], None]) -> ResolvedRefer
         _prune(entry.parent, keep=entry)
     except OSError as error:
         say(f"reference cache not written ({error.strerror or error}): {entry.parent}")
-    return resolved
+        return resolved
+    return dataclasses.replace(resolved, entry=entry)
+
+
+def read_derived(resolved: ResolvedReference, name: str) -> pa.Table | None:
+    """A table derived from this snapshot and kept in its cache entry (``write_derived``);
+    None when the reference is not cached or the table not (or no longer) there."""
+    if resolved.entry is None:
+        return None
+    try:
+        return _read_ipc(resolved.entry / f"{_DERIVED_PREFIX}{name}.arrow")
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def write_derived(resolved: ResolvedReference, name: str, table: pa.Table) -> None:
+    """Keep ``table`` in this snapshot's cache entry under ``name`` (which must say what
+    else it depends on, e.g. a hash of the code that made it); skipped when the reference
+    is not cached or the entry cannot be written."""
+    if resolved.entry is None:
+        return
+    tmp = resolved.entry / f"_tmp-{uuid.uuid4().hex}.arrow"
+    try:
+        _write_ipc(tmp, table)
+        os.replace(tmp, resolved.entry / f"{_DERIVED_PREFIX}{name}.arrow")
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _resolved(directory: str | Path) -> ResolvedReference:
@@ -158,7 +188,7 @@ def _read_entry(entry: Path) -> ResolvedReference | None:
     except (OSError, pa.ArrowException, KeyError):
         shutil.rmtree(entry, ignore_errors=True)
         return None
-    return ResolvedReference(tables, EnrichmentTimelines(**parts))
+    return ResolvedReference(tables, EnrichmentTimelines(**parts), entry)
 
 
 _ARRAY_FIELDS = frozenset(
