@@ -43,7 +43,7 @@ from pipelines.errors import UserError
 from pipelines.io.duckdb_publisher import RunInfo, RunSummary, connect
 from pipelines.io.duckdb_sql import fetch_all, table_names
 from pipelines.io.publication import Publication, PublishedEvents
-from pipelines.io.reference_cache import resolve_reference
+from pipelines.io.reference_cache import ResolvedReference, resolve_reference
 from pipelines.rules.enrich import EnrichmentTimelines
 
 EVENT_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -193,7 +193,7 @@ class Follower:
         try:
             resolved = resolve_reference(self.s.reference, self.say)
             reference, timelines = resolved.tables, resolved.timelines
-            results = self._check_reference(reference)
+            results = self._check_reference(resolved)
         except UserError as error:
             if self.reference is None:
                 raise
@@ -204,18 +204,13 @@ class Follower:
         self._reference_signature = signature
         self.say("reference loaded")
 
-    def _check_reference(self, reference: dict[str, pa.Table]) -> pa.Table | None:
+    def _check_reference(self, resolved: ResolvedReference) -> pa.Table | None:
         """The reference suite's results, once per snapshot; a critical failure rejects it."""
         if not self.s.checks:
             return None
-        from pipelines.quality.stage_check import run_stage_check
-        from pipelines.quality.stages import STAGE_CHECKS
+        from pipelines.quality.reference_results import reference_suite_results
 
-        check = next(c for c in STAGE_CHECKS if c.suite == "reference")
-        results = run_stage_check(
-            check.stage, check.suite, {n: [reference[n]] for n in reference},
-            check.sample_rows_per_batch,
-        )
+        results = reference_suite_results(resolved)
         failed = [
             row["expectation"]
             for row in results.to_pylist()

@@ -25,11 +25,17 @@ from pipelines.run_options import fiscal_calendar, new_run_id
 class RunStart:
     run: RunInfo
     paths: list[str]
-    reference: dict[str, pa.Table]
-    timelines: EnrichmentTimelines  # the reference resolved (cached per snapshot)
+    resolved: ResolvedReference  # the reference, resolved (cached per snapshot)
     publication: Publication
     staging: Path  # the run's own staging folder
-    resolved: ResolvedReference  # reference and timelines, with their cache entry
+
+    @property
+    def reference(self) -> dict[str, pa.Table]:
+        return self.resolved.tables
+
+    @property
+    def timelines(self) -> EnrichmentTimelines:
+        return self.resolved.timelines
 
 
 def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN401
@@ -55,6 +61,5 @@ def start_run(opts: Any, say: Callable[[str], None]) -> RunStart:  # noqa: ANN40
     publication.prepare(wait=False)  # the catalog is written while the run goes on
     local_staging = opts.staging_dir and not files.has_scheme(opts.staging_dir)
     staging = Path(opts.staging_dir if local_staging else db.parent / ".staging") / run.run_id
-    return RunStart(run, paths, resolved.tables, resolved.timelines, publication, staging,
-                    resolved)
+    return RunStart(run, paths, resolved, publication, staging)
 

@@ -41,7 +41,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +162,9 @@ class Publication:
         self.timings: dict[str, float] = {}
         self._prepared = False  # prepare() and the crash catch-up ran in this process
         self._layout_ready = False  # prepare() ran in this process
-        self._catalog_thread: threading.Thread | None = None  # prepare(wait=False)
+        self._catalog: _InThread | None = None  # prepare(wait=False): being written
         # prefetch_snapshot: (the reference it drafts, the draft being made)
-        self._prefetch: tuple[dict[str, pa.Table], Future[SnapshotDraft]] | None = None
-        self._catalog_error: BaseException | None = None
+        self._prefetch: tuple[dict[str, pa.Table], _InThread] | None = None
 
     @property
     def store(self) -> Path:
@@ -204,26 +202,16 @@ class Publication:
         self._layout_ready = True
         if wait:
             write_catalog(layout, self.fiscal_year_start_month)
-            return
-        self._catalog_error = None
-        self._catalog_thread = threading.Thread(
-            target=self._write_catalog_in_thread, name="revattr-catalog")
-        self._catalog_thread.start()
-
-    def _write_catalog_in_thread(self) -> None:
-        try:
-            write_catalog(self.layout, self.fiscal_year_start_month)
-        except BaseException as error:  # re-raised by wait_for_catalog
-            self._catalog_error = error
+        else:
+            self._catalog = _InThread("revattr-catalog", write_catalog, layout,
+                                      self.fiscal_year_start_month)
 
     def wait_for_catalog(self, raise_error: bool = True) -> None:
         """Wait for a catalog being written by ``prepare(wait=False)``; raise its error
         (``raise_error=False``: a run that already failed keeps its own error)."""
-        thread, self._catalog_thread = self._catalog_thread, None
-        if thread is not None:
-            thread.join()
-            if self._catalog_error is not None and raise_error:
-                raise self._catalog_error
+        catalog, self._catalog = self._catalog, None
+        if catalog is not None and catalog.error() is not None and raise_error:
+            catalog.result()
 
     def catch_up(self) -> list[int]:
         """``prepare``, then export the versions a crash left committed in the store but not
@@ -386,11 +374,10 @@ class Publication:
                         digest: str) -> SnapshotDraft:
         """The reference snapshot and what derives from it (the restated basis, teams and
         fiscal calendar at ``restated_at``)."""
-        tables = {
-            **with_optional_tables(reference),
+        tables = with_optional_tables(reference)
+        tables |= {
             "restated_attribution": restated_attribution(reference, restated_at, timelines),
-            "restated_splits": restated_teams(with_optional_tables(reference)["account_splits"],
-                                              restated_at),
+            "restated_splits": restated_teams(tables["account_splits"], restated_at),
             "fiscal_calendar": self.calendar.days()}
         typed = {r.name: tables[r.name].select(r.schema.names).cast(r.schema)
                  for r in PUBLISHED_RELATIONS.values() if r.kind == SNAPSHOT}
@@ -410,24 +397,22 @@ class Publication:
             digest = reference_hash(reference, restated_at, self.calendar.label)
             return self._draft_snapshot(reference, timelines, restated_at, digest)
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="revattr-snapshot")
-        self._prefetch = (reference, pool.submit(draft))
-        pool.shutdown(wait=False)  # the thread ends with the draft
+        self._prefetch = (reference, _InThread("revattr-snapshot", draft))
 
     def _take_prefetched(self, reference: dict[str, pa.Table]) -> SnapshotDraft | None:
         """The prefetched draft of this very ``reference`` (None: none, or of another)."""
         if self._prefetch is None or self._prefetch[0] is not reference:
             self.discard_prefetched()
             return None
-        _, future = self._prefetch
+        _, drafting = self._prefetch
         self._prefetch = None
-        return future.result()
+        return drafting.result()
 
     def discard_prefetched(self) -> None:
         """Drop an unused prefetched draft, once its thread is done."""
         prefetch, self._prefetch = self._prefetch, None
         if prefetch is not None:
-            prefetch[1].exception()  # wait; a draft that failed is not used
+            prefetch[1].error()  # wait; a draft that failed is not used
 
     def _place_snapshot(self, staged: dict[str, Path], version: int) -> None:
         """The staged snapshot as the version's parts; with none staged (unchanged), a part
@@ -736,6 +721,33 @@ class PublishedEvents:
             con.close()
 
 
+class _InThread:
+    """``work(*args)`` in a thread of its own, started at once; ``error`` and ``result``
+    wait for the thread to end."""
+
+    def __init__(self, name: str, work: Callable[..., object], *args: object) -> None:
+        self._result: object = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = work(*args)
+            except BaseException as error:  # the waiter's to raise
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name=name)
+        self._thread.start()
+
+    def error(self) -> BaseException | None:
+        self._thread.join()
+        return self._error
+
+    def result(self) -> object:
+        if self.error() is not None:
+            raise self._error
+        return self._result
+
+
 def _run_accounts(staging: str | Path, account_splits: pa.Table) -> pa.Array | None:
     """The accounts of the run's staged facts, when the run has fewer facts than
     ``account_splits`` has rows (its split index need not cover every account then);
@@ -743,10 +755,10 @@ def _run_accounts(staging: str | Path, account_splits: pa.Table) -> pa.Array | N
     files = part_files(staging, FACTS)
     if sum(pq.read_metadata(f).num_rows for f in files) >= account_splits.num_rows:
         return None
-    accounts = [pq.read_table(f, columns=["account_id"])["account_id"] for f in files]
-    if not accounts:
+    if not files:
         return pa.array([], pa.string())
-    return pc.unique(pa.chunked_array([c for a in accounts for c in a.chunks], pa.string()))
+    facts = pa.concat_tables(pq.read_table(f, columns=["account_id"]) for f in files)
+    return pc.unique(facts["account_id"])
 
 
 def _reference_hash_before(
