@@ -263,21 +263,33 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
     con.execute("CREATE OR REPLACE TEMP TABLE fx AS SELECT currency, rate_date, "
                 f"CAST(rate_to_reporting AS DECIMAL(18,{RATE_SCALE})) AS rate FROM _fx")
     con.unregister("_fx")
+    # Below ``fits_below`` an amount provably fits once converted (rate < 10^k, so
+    # |amount x rate| < 10^(limit digits - 1)): only the rows above it, and those without
+    # a rate, are worth the exact test that refuses.
+    bound = len(str(limit)) - 2  # limit = 10^(bound + 1)
+    k = ("CASE WHEN abs(rate) < 1 THEN 0 "
+         "ELSE length(CAST(CAST(floor(abs(rate)) AS BIGINT) AS VARCHAR)) END")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE day_rates AS
         WITH pairs AS (
             SELECT DISTINCT currency, {utc_day('event_time')} AS utc_day FROM unique_events
+        ), rated AS (
+            SELECT p.currency, p.utc_day,
+                   CASE WHEN p.currency = {literal(reporting_currency)}
+                        THEN CAST(1 AS DECIMAL(18,{RATE_SCALE})) ELSE fx.rate END AS rate,
+                   p.currency = {literal(reporting_currency)} AS is_reporting
+            FROM pairs p ASOF LEFT JOIN fx
+                 ON p.currency = fx.currency AND p.utc_day >= fx.rate_date
         )
-        SELECT p.currency, p.utc_day,
-               CASE WHEN p.currency = {literal(reporting_currency)}
-                    THEN CAST(1 AS DECIMAL(18,{RATE_SCALE})) ELSE fx.rate END AS rate,
-               p.currency = {literal(reporting_currency)} AS is_reporting
-        FROM pairs p ASOF LEFT JOIN fx ON p.currency = fx.currency AND p.utc_day >= fx.rate_date
+        SELECT *, CASE WHEN {bound} - {k} < 0 THEN CAST(0 AS DECIMAL(38,0))
+                       ELSE CAST('1' || repeat('0', {bound} - {k}) AS DECIMAL(38,0))
+                  END AS fits_below
+        FROM rated
     """)
     con.execute(f"""
         CREATE OR REPLACE VIEW priced AS
         WITH r AS (
-            SELECT e.*, d.rate, d.is_reporting
+            SELECT e.*, d.rate, d.is_reporting, d.fits_below
             FROM unique_events e LEFT JOIN day_rates d
               ON d.currency = e.currency AND d.utc_day = {utc_day('e.event_time')}
         ), p AS (
@@ -297,16 +309,18 @@ def convert(con: duckdb.DuckDBPyConnection, fx_rates: pa.Table, reporting_curren
                     ELSE away END AS rounded
         FROM h
     """)
+    fits = f"rate IS NOT NULL AND abs(rounded) < {limit}"
+    # A view: the facts' one pass computes it (a table of every row would cost a copy).
     con.execute(f"""
-        CREATE OR REPLACE TABLE priced_rows AS
-        SELECT *, rate IS NOT NULL AND abs(rounded) < {limit} AS fits FROM priced
-    """)
-    con.execute("""
         CREATE OR REPLACE VIEW converted AS
-        SELECT * EXCLUDE (rate, rounded, fits), CAST(rounded AS DECIMAL(18,2)) AS amount_reporting
-        FROM priced_rows WHERE fits
+        SELECT * EXCLUDE (rate, rounded, fits_below),
+               CAST(rounded AS DECIMAL(18,2)) AS amount_reporting
+        FROM priced WHERE {fits}
     """)
-    refused = _arrow(con, f"SELECT {_EVENT_COLUMNS} FROM priced_rows WHERE NOT fits")
+    refused = _arrow(con, f"""
+        SELECT {_EVENT_COLUMNS} FROM priced
+        WHERE (rate IS NULL OR abs(amount) >= fits_below) AND NOT ({fits})
+    """)
     if refused.num_rows:
         accepted, rejects = convert_to_reporting(
             refused.cast(EVENT_SCHEMA), fx_rates, reporting_currency)

@@ -34,12 +34,12 @@ def events(rows: list[tuple[str, str, str, dt.datetime]]) -> pa.Table:
 
 
 FX = pa.table({
-    "currency": ["EUR", "EUR", "JPY", "KWD", "OMR"],
+    "currency": ["EUR", "EUR", "JPY", "KWD", "OMR", "BHD"],
     "rate_date": [dt.date(2026, 1, 1), dt.date(2026, 1, 3), dt.date(2026, 1, 1),
-                  dt.date(2026, 1, 1), dt.date(2026, 1, 1)],
+                  dt.date(2026, 1, 1), dt.date(2026, 1, 1), dt.date(2026, 1, 1)],
     "rate_to_reporting": pa.array([Decimal("0.5"), Decimal("1.2345678901"),
                                    Decimal("0.0066666667"), Decimal("3.2512345678"),
-                                   Decimal("5000")], FX_RATE_TYPE),
+                                   Decimal("5000"), Decimal("9999.9999999999")], FX_RATE_TYPE),
 })
 
 DAY1 = dt.datetime(2026, 1, 2, 12, tzinfo=UTC)
@@ -58,6 +58,10 @@ EDGES = [
     ("no-currency-rows", "5.00", "GBP", DAY1),
     ("huge", "9999999999999.999", "OMR", DAY1),  # beyond decimal(18,2) once converted
     ("max", "9999999999999.99", "USD", DAY1),
+    # A rate just below 10^4: the largest amount that fits, and the smallest that does not.
+    ("bhd-fits", "1000000000000.000", "BHD", DAY1),  # 9,999,999,999,999,900.00: fits
+    ("bhd-rounds-over", "1000000000000.010", "BHD", DAY1),  # ...999.9999...: rounds to 10^16
+    ("bhd-over", "1000000000000.020", "BHD", DAY1),
 ]
 
 
@@ -86,6 +90,8 @@ def test_sql_conversion_equals_the_rule_function_row_for_row(tmp_path: Path, rep
         assert values["tie-odd"] == Decimal("0.52")
         assert values["neg-tie"] == Decimal("-0.50")
         assert values["new-rate"] == Decimal("12.35")
+        assert values["bhd-fits"] == Decimal("9999999999999900.00")
+        assert {"bhd-rounds-over", "bhd-over"}.isdisjoint(values)
 
 
 def test_the_utc_day_is_the_calendar_date_in_utc_whatever_the_offset(tmp_path: Path):
