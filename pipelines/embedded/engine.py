@@ -99,14 +99,14 @@ def _stage_all(
     """``stage_embedded`` on its open connection."""
     relations, raw = raw_relations(paths, batch_rows)
     try:
-        raw.records.update(steps.validate(con, relations, raw.arrow))
+        raw.records.update(steps.validate(con, relations, raw.duckdb_paths, raw.arrow))
     except (duckdb.InvalidInputException, duckdb.ConversionException):
         # A JSONL file DuckDB cannot read as text (not UTF-8): the Arrow reader's.
         refused = [p for p in raw.duckdb_paths if not readable_by_duckdb(con, p)]
         if not refused:
             raise
         relations, raw = raw_relations(paths, batch_rows, arrow_paths=set(refused))
-        raw.records.update(steps.validate(con, relations, raw.arrow))
+        raw.records.update(steps.validate(con, relations, raw.duckdb_paths, raw.arrow))
     for path in paths:
         raw.records.setdefault(path, 0)
     published = None

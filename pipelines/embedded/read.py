@@ -1,9 +1,11 @@
 """Event files as SQL relations for the engine's DuckDB connection, all strings.
 
-``raw_relations(paths)`` gives relations of ``source, position, line, line_bytes, fast,
+``raw_relations(paths)`` gives relations of ``source_id, position, line, line_bytes, fast,
 <fields>``: one row per record (blank JSONL lines are not records), the contract fields
-as text. A line longer than ``MAX_RECORD_BYTES`` is never parsed: ``line`` holds its
-capped text (``rules.raw_text``) and ``line_bytes`` its size (null for other lines).
+as text; ``source_id`` is the file's index in ``RawInput.duckdb_paths`` (a path per row
+would be most of the memory a run's records take). A line longer than
+``MAX_RECORD_BYTES`` is never parsed: ``line`` holds its capped text (``rules.raw_text``)
+and ``line_bytes`` its size (null for other lines).
 ``fast`` says DuckDB's JSON parser read the record and it is plainly well formed (a flat
 JSON object of contract fields, nothing the reader would judge: no repeated key, NaN,
 trailing comma, escape or nesting); every other record is read again, by the reader's
@@ -42,12 +44,12 @@ class RawInput:
 
     records: dict[str, int] = field(default_factory=dict)
     arrow: list[pa.Table] = field(default_factory=list)  # RAW_EVENT_SCHEMA
-    duckdb_paths: list[str] = field(default_factory=list)  # files read by DuckDB
+    duckdb_paths: list[str] = field(default_factory=list)  # files read by DuckDB, by source_id
 
 
 def raw_relations(paths: list[str], batch_rows: int, arrow_paths: set[str] = frozenset(),
                   ) -> tuple[list[str], RawInput]:
-    """SQL relations yielding raw rows ``source, position, line, fast, <contract fields>``
+    """SQL relations yielding raw rows ``source_id, position, line, fast, <contract fields>``
     (one per group of files DuckDB reads itself), and what the Arrow reader read."""
     out = RawInput()
     relations: list[str] = []
@@ -64,10 +66,11 @@ def raw_relations(paths: list[str], batch_rows: int, arrow_paths: set[str] = fro
         else:
             out.records[path] = _load_with_reader(path, batch_rows, out)
     if parquet:
-        relations.append(_parquet_relation(parquet))
+        relations.append(_parquet_relation(parquet, base=0))
+        out.duckdb_paths += parquet
     for group in _groups(jsonl):
-        relations.append(_jsonl_relation(group))
-    out.duckdb_paths = parquet + jsonl
+        relations.append(_jsonl_relation(group, base=len(out.duckdb_paths)))
+        out.duckdb_paths += group
     return relations, out
 
 
@@ -120,21 +123,22 @@ def _plain_parquet(path: str) -> bool:
     )
 
 
-def _parquet_relation(paths: list[str]) -> str:
+def _parquet_relation(paths: list[str], base: int) -> str:
     files = "[" + ", ".join(literal(p) for p in paths) + "]"
     present = set().union(*(pq.read_schema(p).names for p in paths))
     fields = ", ".join(
         (name if name in present else f"NULL::VARCHAR AS {name}") for name in EVENT_FIELDS
     )
     return (
-        f"SELECT filename AS source, file_row_number + 1 AS position, NULL::VARCHAR AS line, "
+        f"SELECT {base} + file_index::INTEGER AS source_id, file_row_number + 1 AS position, "
+        "NULL::VARCHAR AS line, "
         f"NULL::BIGINT AS line_bytes, true AS fast, {fields} "
         f"FROM read_parquet({files}, filename = true, file_row_number = true, "
         "union_by_name = true)"
     )
 
 
-def _jsonl_relation(paths: list[str]) -> str:
+def _jsonl_relation(paths: list[str], base: int) -> str:
     """Each line parsed by DuckDB's JSON functions: one list of texts and one of types for
     the ten contract paths, the top-level keys for the repeated-key check."""
     files = "[" + ", ".join(literal(p) for p in paths) + "]"
@@ -171,21 +175,22 @@ def _jsonl_relation(paths: list[str]) -> str:
     )
     return f"""
         WITH files AS (
-            SELECT filename AS source, string_split(content, chr(10)) AS lines
+            SELECT {base} + file_index::INTEGER AS source_id,
+                   string_split(content, chr(10)) AS lines
             FROM read_text({files})
         ), split AS (
-            SELECT source, generate_subscripts(lines, 1)::BIGINT AS position,
+            SELECT source_id, generate_subscripts(lines, 1)::BIGINT AS position,
                    unnest(lines) AS text FROM files
         ), cleaned AS (
-            SELECT source, position,
+            SELECT source_id, position,
                    CASE WHEN position = 1 AND starts_with(t, chr(65279)) THEN t[2:] ELSE t END
                    AS line
-            FROM (SELECT source, position,
+            FROM (SELECT source_id, position,
                          CASE WHEN ends_with(text, chr(13)) THEN text[:-2] ELSE text END AS t
                   FROM split)
             WHERE NOT regexp_full_match(t, '[ \t\r]*')
         ), parsed AS (
-            SELECT source, position, line, p,
+            SELECT source_id, position, line, p,
                    CASE WHEN p THEN json_type(line, {json_paths}) END AS t,
                    CASE WHEN p THEN json_extract_string(line, {json_paths}) END AS s
             FROM (SELECT *, {plain} AS p FROM cleaned)
@@ -201,7 +206,7 @@ def _jsonl_relation(paths: list[str]) -> str:
                 false) AS fast
             FROM parsed
         )
-        SELECT source, position,
+        SELECT source_id, position,
                CASE WHEN strlen(line) > {MAX_RECORD_BYTES} THEN {cap_sql("line")} ELSE line END
                AS line,
                CASE WHEN strlen(line) > {MAX_RECORD_BYTES} THEN strlen(line) END AS line_bytes,

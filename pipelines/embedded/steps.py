@@ -93,11 +93,12 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) ->
 # --------------------------------------------------------------------------- validate
 
 
-def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
+def validate(con: duckdb.DuckDBPyConnection, relations: list[str], sources: list[str],
              arrow_raw: list[pa.Table]) -> dict[str, int]:
     """Raw rows (``read.raw_relations`` + records read by the Arrow reader) -> ``events``
-    (a view: EVENT_SCHEMA columns) and ``rejects`` (REJECT_SCHEMA). Returns the number
-    of records per source DuckDB read."""
+    (a view: EVENT_SCHEMA columns) and ``rejects`` (REJECT_SCHEMA). ``sources``: the
+    files the relations' ``source_id`` numbers. Returns the number of records per source
+    DuckDB read."""
     currencies = ", ".join(f"({literal(c)}, {m})" for c, m in sorted(CURRENCY_MINOR_UNITS.items()))
     con.execute(f"CREATE OR REPLACE TABLE currencies (code VARCHAR, minor INTEGER); "
                 f"INSERT INTO currencies VALUES {currencies}")
@@ -118,7 +119,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
              f"AND regexp_full_match(r.amount, {literal(_PLAIN_AMOUNT)})")
     ok = f"ts IS NOT NULL AND minor IS NOT NULL AND {fraction} <= minor AND {sign}"
     empty = (
-        "SELECT NULL::VARCHAR AS source, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
+        "SELECT NULL::INTEGER AS source_id, NULL::BIGINT AS position, NULL::VARCHAR AS line, "
         "NULL::BIGINT AS line_bytes, false AS fast, "
         + ", ".join(f"NULL::VARCHAR AS {f}" for f in EVENT_FIELDS)
         + " WHERE false")
@@ -130,7 +131,7 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
         try:
             cursor.execute(f"""
         CREATE OR REPLACE TABLE checked_{part} AS
-        SELECT r.source, r.position, coalesce({ok}, false) AS ok,
+        SELECT r.source_id, r.position, coalesce({ok}, false) AS ok,
                CASE WHEN coalesce({ok}, false) THEN NULL ELSE r.line END AS line, r.line_bytes,
                {', '.join(('nullif(r.' + f + ", '') AS " + f) if f in OPTIONAL_FIELDS else 'r.' + f
                           for f in EVENT_FIELDS if f not in ('event_time', 'amount'))},
@@ -148,9 +149,13 @@ def validate(con: duckdb.DuckDBPyConnection, relations: list[str],
     relations = relations or [empty]
     with ThreadPoolExecutor(max_workers=max(1, min(len(relations), os.cpu_count() or 1))) as pool:
         list(pool.map(check, range(len(relations)), relations))  # re-raises the first error
-    con.execute("CREATE OR REPLACE VIEW checked AS "
-                + " UNION ALL ".join(f"SELECT * FROM checked_{i}" for i in range(len(relations))))
-    counts = dict(con.execute("SELECT source, count(*) FROM checked GROUP BY source").fetchall())
+    stored = " UNION ALL ".join(f"SELECT * FROM checked_{i}" for i in range(len(relations)))
+    # The tables keep a file number per row; the view names the file (only where it is read).
+    names = "([" + ", ".join(literal(p) for p in sources) + "]::VARCHAR[])"
+    con.execute(f"CREATE OR REPLACE VIEW checked AS SELECT * EXCLUDE (source_id), "
+                f"{names}[source_id + 1] AS source FROM ({stored})")
+    counts = {sources[i]: n for i, n in con.execute(
+        f"SELECT source_id, count(*) FROM ({stored}) GROUP BY source_id").fetchall()}
     con.execute(create_table_sql("rejects", REJECT_SCHEMA))
     con.execute(create_table_sql("slow_events", EVENT_SCHEMA))
     # Everything else is judged by the rule functions, as the Beam graph judges it.

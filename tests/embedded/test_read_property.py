@@ -66,11 +66,12 @@ def lines(draw) -> str:
 
 def engine_records(path: Path) -> pa.Table:
     con = duckdb.connect()
-    table = con.sql(f"SELECT * FROM ({_jsonl_relation([str(path)])}) ORDER BY position") \
+    table = con.sql(f"SELECT * FROM ({_jsonl_relation([str(path)], base=3)}) ORDER BY position") \
         .to_arrow_table()
+    assert set(table["source_id"].to_pylist()) == {3}  # file 0 of the relation, after 3 others
     fast = table.filter(table["fast"])
     slow = table.filter(pc.invert(table["fast"]))
-    read = read_json_lines(slow["line"].to_pylist(), slow["source"].to_pylist(),
+    read = read_json_lines(slow["line"].to_pylist(), [str(path)] * slow.num_rows,
                            slow["position"].to_pylist())
     rows = {r["position"]: (tuple(r[f] for f in FIELDS), None, None)
             for r in fast.to_pylist()}

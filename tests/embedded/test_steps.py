@@ -154,7 +154,7 @@ def test_an_oversized_line_is_quarantined_as_the_reader_quarantines_it(tmp_path,
     relations, raw = read.raw_relations([str(path)], 1024)
     assert (raw.duckdb_paths == [str(path)]) == (read_by == "duckdb")
     con = connect_engine(tmp_path / "scratch")
-    steps.validate(con, relations, raw.arrow)
+    steps.validate(con, relations, raw.duckdb_paths, raw.arrow)
     got = con.sql("SELECT position, raw, reason, detail FROM rejects ORDER BY position").fetchall()
     expected = validate_events(pa.Table.from_batches(list(iter_raw_batches(str(path)))))[1]
     assert got == [(r["position"], r["raw"], r["reason"], r["detail"])
