@@ -22,13 +22,16 @@ executors give identical results by construction, and SQL only does the bulk:
 from __future__ import annotations
 
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from pipelines.errors import naming_the_file
 from pipelines.io.duckdb_sql import in_list, literal
 from pipelines.io.events_reader import read_json_lines
 from pipelines.rules.dedupe import DUPLICATE_SCHEMA, deduplicate
@@ -77,6 +80,7 @@ _PLAIN_TIME = (
 )
 _PLAIN_AMOUNT = rf"-?[0-9]{{1,{_MAX_INT_DIGITS}}}(\.[0-9]{{1,{AMOUNT_SCALE}}})?"
 _EVENT_COLUMNS = ", ".join(EVENT_SCHEMA.names)
+WRITE_BATCH_ROWS = 65_536  # a Parquet row group of the facts (larger: more peak memory)
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -362,8 +366,8 @@ def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
         else:
             measures.append(f"CAST({coefficient} AS BIGINT) AS {measure}")
     u = literal(UNASSIGNED)
-    written = con.execute(f"""
-        COPY (SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM (
+    sql = f"""
+        SELECT {', '.join(ATTRIBUTED_EVENTS_SCHEMA.names)} FROM (
         SELECT e.event_id, e.event_type, e.event_time,
                {utc_day('e.event_time')} AS day,
                e.deal_id, e.account_id, e.currency, e.amount,
@@ -383,12 +387,55 @@ def attribute(con: duckdb.DuckDBPyConnection, timelines: EnrichmentTimelines,
         LEFT JOIN _tl_account_managers am ON am.key = e.account_id AND {holds('am')}
         LEFT JOIN _tl_account_territories terr ON terr.key = e.account_id AND {holds('terr')}
         LEFT JOIN _tl_territory_managers tmgr ON tmgr.key = terr.value AND {holds('tmgr')}
-        )) TO {literal(target)} (FORMAT parquet)
-    """).fetchall()[0][0]
+        )
+    """
+    written = write_parquet(con, sql, target, ATTRIBUTED_EVENTS_SCHEMA)
     for name in ("account_managers", "account_territories", "territory_managers"):
         con.unregister(f"_tl_{name}")
     con.unregister("_known")
     con.execute(f"CREATE OR REPLACE VIEW facts AS SELECT * FROM read_parquet({literal(target)})")
+    return written
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, target: Path,
+                  schema: pa.Schema) -> int:
+    """Write the rows of ``sql`` to the Parquet file ``target`` with ``schema``; returns
+    their number. DuckDB computes the next batches while pyarrow's writer, on another
+    thread, encodes the previous ones: faster than ``COPY ... (FORMAT parquet)``, whose
+    encoding of string columns dominates a large run (measured at 10M events: 10.9 s vs
+    13 s for the facts, for ~60 MiB more peak memory)."""
+    with naming_the_file(target):  # Arrow's disk errors do not name it
+        return _write_batches(con.sql(sql).to_arrow_reader(WRITE_BATCH_ROWS), target, schema)
+
+
+def _write_batches(reader: pa.RecordBatchReader, target: Path, schema: pa.Schema) -> int:
+    batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    written = 0
+    with pq.ParquetWriter(target, schema) as writer, ThreadPoolExecutor(1) as pool:
+        def encode() -> None:
+            while (batch := batches.get()) is not None:
+                writer.write_batch(batch)
+
+        encoding = pool.submit(encode)
+
+        def hand_over(item: pa.RecordBatch | None) -> bool:
+            """Queue ``item`` for the writer; False once the writer has stopped (failed)."""
+            while not encoding.done():
+                try:
+                    batches.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for batch in reader:
+                if not hand_over(batch if batch.schema == schema else batch.cast(schema)):
+                    break
+                written += batch.num_rows
+        finally:
+            hand_over(None)
+            encoding.result()  # the writer's error, if it failed
     return written
 
 

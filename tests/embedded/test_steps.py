@@ -161,3 +161,38 @@ def test_an_oversized_line_is_quarantined_as_the_reader_quarantines_it(tmp_path,
                    for r in expected.sort_by("position").to_pylist()]
     assert [row[0] for row in got] == [2, 3] and len(got[0][1]) < 4200
     assert con.sql("SELECT event_id FROM events").fetchall() == [("e1",)]
+
+
+def test_write_parquet_writes_every_batch_with_the_schema_in_query_order(tmp_path: Path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(steps, "WRITE_BATCH_ROWS", 1000)  # several batches, several groups
+    con = connect_engine(tmp_path / "scratch")
+    schema = pa.schema([pa.field("n", pa.int64(), nullable=False), ("amount", pa.decimal128(18, 2)),
+                        ("label", pa.string())])
+    sql = ("SELECT range AS n, CAST(range AS DECIMAL(18,2)) / 100 AS amount, "
+           "CAST(range AS VARCHAR) AS label FROM range(5500) ORDER BY n")
+    target = tmp_path / "out.parquet"
+    assert steps.write_parquet(con, sql, target, schema) == 5500
+    import pyarrow.parquet as pq
+    written = pq.read_table(target)
+    assert written.schema == schema
+    assert written["n"].to_pylist() == list(range(5500))
+    assert written["amount"][1234].as_py() == Decimal("12.34")
+    assert pq.ParquetFile(target).num_row_groups == 6
+
+
+def test_write_parquet_raises_the_writers_error_and_stops_reading(tmp_path: Path, monkeypatch):
+    import pyarrow.parquet as pq
+    monkeypatch.setattr(steps, "WRITE_BATCH_ROWS", 100)
+    calls = []
+
+    def failing(self, batch):
+        calls.append(batch.num_rows)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", failing)
+    con = connect_engine(tmp_path / "scratch")
+    with pytest.raises(OSError, match="disk full"):
+        steps.write_parquet(con, "SELECT range AS n FROM range(100000)",
+                            tmp_path / "out.parquet", pa.schema([("n", pa.int64())]))
+    assert calls == [100]  # the first batch failed; nothing else was handed over
